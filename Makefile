@@ -55,7 +55,7 @@ references: $(STAMP)
 	$(BIN)/python -m radioalign.pipeline --references
 
 pdf: $(STAMP)
-	$(MAKE) -C paper pdf
+	$(BIN)/python -m radioalign.report --profile $(PROFILE)
 
 clean:
 	rm -rf build .pytest_cache
