@@ -1,0 +1,409 @@
+"""Batched, cached image and text embeddings, and the embedding bundle on disk.
+
+Embeddings are the towers' pooled outputs, returned **unnormalised** as float32
+(the metrics normalise). ``dtype="auto"`` computes in bfloat16 where the hardware
+runs it natively (CUDA GPUs that support it; x86 CPUs with AVX-512 BF16 or AMX) and
+in float32 elsewhere; bfloat16 results agree with float32 to a cosine >= 0.999.
+
+With ``cache_dir`` a result is stored as ``.npy`` under a SHA-256 key of everything
+that determines it: the model's configuration and every parameter tensor (LoRA
+adapters included) and adapter settings, the preprocessing, the compute dtype and
+the input bytes or strings (and, for text, the tokenizer); a rerun is a file read.
+
+Bundles: one ``.npz`` per model tag (``frozen``, ``vision-curated``,
+``vision-curated_epoch1``, ...) holding ``image_{train,test}``,
+``text_{curated,control}_{train,test}`` (float32), ``labels_{train,test}`` (int64)
+and ``names_{train,test}`` (str); see :func:`save_bundle`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager, nullcontext
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .model import base_model, image_features, model_device, text_features, text_max_length, tokenize
+
+PREPROCESSING = ("paper", "siglip")
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+# ---------------------------------------------------------------------------
+# dtype
+
+
+@lru_cache(maxsize=None)
+def _cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+        if "avx512_bf16" in flags or "amx_bf16" in flags:
+            return True
+    except OSError:
+        pass
+    try:  # non-Linux x86: ask PyTorch's own CPU probe
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
+def bf16_is_fast(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` runs bfloat16 matrix products natively (not emulated)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return _cpu_has_fast_bf16()
+    return False  # MPS and others: float32 is the safe, fast default
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """``"auto"`` -> bfloat16 where :func:`bf16_is_fast`, else float32; names and dtypes pass through."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if bf16_is_fast(device) else torch.float32
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'") from None
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed precision for ``dtype`` on ``device`` (a no-op for float32)."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextmanager
+def evaluating(model):
+    """Eval mode (no dropout) for the block, then the model's previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------
+# cache keys
+
+
+def _hash_tensor(h, name: str, tensor: torch.Tensor) -> None:
+    t = tensor.detach().cpu().contiguous().reshape(-1)
+    h.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes())
+
+
+def model_fingerprint(model) -> str:
+    """SHA-256 of a model's identity: its configuration, its adapter configurations and
+    the bytes of every tensor in its state dict (so fine-tuned adapters change it)."""
+    h = hashlib.sha256()
+    h.update(base_model(model).config.to_json_string(use_diff=False).encode())
+    for name, cfg in sorted(getattr(model, "peft_config", {}).items()):
+        h.update(f"adapter {name}: {json.dumps(cfg.to_dict(), sort_keys=True, default=str)}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        _hash_tensor(h, name, tensor)
+    return h.hexdigest()
+
+
+def _tokenizer_fingerprint(processor) -> str:
+    tok = getattr(processor, "tokenizer", processor)
+    backend = getattr(tok, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tok.get_vocab(), sort_keys=True)
+    return hashlib.sha256(f"{type(tok).__name__}|{tok.padding_side}|{text}".encode()).hexdigest()
+
+
+def _cache_key(kind: str, model, parts: dict, payload: bytes) -> str:
+    h = hashlib.sha256()
+    h.update(kind.encode())
+    h.update(model_fingerprint(model).encode())
+    h.update(json.dumps(parts, sort_keys=True, default=str).encode())
+    h.update(hashlib.sha256(payload).digest())
+    return h.hexdigest()
+
+
+def _cached(cache_dir, kind: str, key: str, compute):
+    if cache_dir is None:
+        return compute()
+    path = Path(cache_dir) / f"{kind}-{key[:40]}.npy"
+    if path.is_file():
+        return np.load(path)
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, result)
+    os.replace(tmp, path)  # atomic: parallel notebooks never read half a file
+    return result
+
+
+# ---------------------------------------------------------------------------
+# embeddings
+
+
+def _check_images(images) -> np.ndarray:
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"images must be a numpy array (N, H, W) of uint8, got {type(images).__name__}")
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be (N, H, W) uint8, got shape {images.shape} dtype {images.dtype}")
+    return images
+
+
+def embed_images(
+    model,
+    images: np.ndarray,
+    *,
+    preprocessing: str = "paper",
+    batch_size: int = 32,
+    dtype: str | torch.dtype = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Image embeddings ``(N, D)`` float32, unnormalised (the vision tower's pooled output).
+
+    Parameters
+    ----------
+    model
+        A ``SiglipModel`` or its peft wrapper, on the device to compute on.
+    images
+        ``(N, 150, 150)`` uint8 greyscale images.
+    preprocessing
+        ``"paper"``: bilinear resize to the model's image size, grey to 3 channels,
+        pixels in [0, 1] (the authors' input); ``"siglip"``: the same mapped to
+        [-1, 1] (the checkpoint's own normalisation). See ``radioalign.data.preprocess``.
+    batch_size
+        Images per forward pass.
+    dtype
+        ``"auto"`` (see :func:`resolve_dtype`), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+    cache_dir
+        Folder for cached results (``None``: no cache).
+    """
+    from .data import preprocess
+
+    images = _check_images(images)
+    if preprocessing not in PREPROCESSING:
+        raise ValueError(f"unknown preprocessing {preprocessing!r}; choose one of {PREPROCESSING}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    device = model_device(model)
+    compute_dtype = resolve_dtype(dtype, device)
+    size = int(base_model(model).config.vision_config.image_size)
+
+    def compute() -> np.ndarray:
+        if len(images) == 0:
+            return np.zeros((0, base_model(model).config.vision_config.hidden_size), np.float32)
+        chunks = []
+        with evaluating(model), torch.inference_mode(), autocast(device, compute_dtype):
+            for start in tqdm(range(0, len(images), batch_size), desc="images", leave=False, disable=not progress):
+                pixels = preprocess(images[start : start + batch_size], mode=preprocessing, size=size)
+                feats = image_features(model, pixels.to(device, non_blocking=True))
+                chunks.append(feats.float().cpu().numpy())
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    if cache_dir is None:
+        return compute()
+    parts = {"preprocessing": preprocessing, "dtype": str(compute_dtype), "size": size, "shape": images.shape}
+    key = _cache_key("images", model, parts, np.ascontiguousarray(images).tobytes())
+    return _cached(cache_dir, "images", key, compute)
+
+
+def embed_texts(
+    model,
+    processor,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    dtype: str | torch.dtype = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    lowercase: bool | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Text embeddings ``(N, D)`` float32, unnormalised (the text tower's pooled output).
+
+    Texts are tokenised as SigLIP expects (``radioalign.model.tokenize``: padded on the
+    right to the tower's length, 64 for the base model, truncated, no attention mask);
+    ``lowercase`` as there (``None``: only if the tokenizer declares it). Other
+    parameters as in :func:`embed_images`.
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string")
+    texts = list(texts)
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    device = model_device(model)
+    compute_dtype = resolve_dtype(dtype, device)
+    length = text_max_length(base_model(model))
+    ids = tokenize(processor, texts, length, lowercase=lowercase) if texts else None
+
+    def compute() -> np.ndarray:
+        if not texts:
+            return np.zeros((0, base_model(model).config.text_config.projection_size), np.float32)
+        chunks = []
+        with evaluating(model), torch.inference_mode(), autocast(device, compute_dtype):
+            for start in tqdm(range(0, len(texts), batch_size), desc="texts", leave=False, disable=not progress):
+                feats = text_features(model, ids[start : start + batch_size].to(device, non_blocking=True))
+                chunks.append(feats.float().cpu().numpy())
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    if cache_dir is None:
+        return compute()
+    parts = {"dtype": str(compute_dtype), "length": length, "tokenizer": _tokenizer_fingerprint(processor)}
+    payload = ids.numpy().tobytes() if ids is not None else b""
+    key = _cache_key("texts", model, parts, payload)
+    return _cached(cache_dir, "texts", key, compute)
+
+
+# ---------------------------------------------------------------------------
+# bundles
+
+SPLITS = ("train", "test")
+BUNDLE_KEYS = (
+    "image_train",
+    "image_test",
+    "text_curated_train",
+    "text_curated_test",
+    "text_control_train",
+    "text_control_test",
+    "labels_train",
+    "labels_test",
+    "names_train",
+    "names_test",
+)
+
+
+def _split_of(key: str) -> str | None:
+    for split in SPLITS:
+        if key.endswith(f"_{split}"):
+            return split
+    return None
+
+
+def save_bundle(path: str | os.PathLike, *, profile: str | None = None, strict: bool = True, **arrays) -> Path:
+    """Write one model's embeddings as an ``.npz`` bundle (atomically) with a stamp beside it.
+
+    Arrays named ``image_*`` / ``text_*`` are stored as float32 ``(N, D)``, ``labels_*``
+    as int64 ``(N,)``, ``names_*`` as str ``(N,)``; within a split (``*_train``,
+    ``*_test``) every array must have the same number of rows. With ``strict`` (default)
+    every key of :data:`BUNDLE_KEYS` must be present.
+    """
+    path = Path(path)
+    if strict:
+        missing = [k for k in BUNDLE_KEYS if k not in arrays]
+        if missing:
+            raise ValueError(f"bundle {path.name} lacks {missing}")
+    out: dict[str, np.ndarray] = {}
+    rows: dict[str, tuple[str, int]] = {}
+    for key, value in arrays.items():
+        if key.startswith(("image_", "text_")):
+            a = np.asarray(value, dtype=np.float32)
+            if a.ndim != 2 or not np.isfinite(a).all():
+                raise ValueError(f"{key}: embeddings must be a finite 2-D array, got shape {a.shape}")
+        elif key.startswith("labels_"):
+            a = np.asarray(value)
+            if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"{key}: labels must be a 1-D integer array")
+            a = a.astype(np.int64)
+        elif key.startswith("names_"):
+            a = np.asarray([str(v) for v in value], dtype=str)
+        else:
+            a = np.asarray(value)
+            if a.dtype == object:
+                raise ValueError(f"{key}: object arrays are not allowed in a bundle")
+        split = _split_of(key)
+        if split is not None:
+            if split in rows and rows[split][1] != len(a):
+                other, n = rows[split]
+                raise ValueError(f"{key} has {len(a)} rows but {other} has {n}")
+            rows.setdefault(split, (key, len(a)))
+        out[key] = a
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **out)
+    os.replace(tmp, path)
+    from .provenance import write_stamp
+
+    write_stamp(path, profile=profile, keys=sorted(out))
+    return path
+
+
+def load_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a bundle written by :func:`save_bundle` (no pickles)."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+# ---------------------------------------------------------------------------
+# the study's inputs and the frozen bundle
+
+
+def study_captions(profile, train, test, *, source: str | None = None, prompts: Sequence[str] | None = None) -> dict:
+    """``{prompt: {"train": [...], "test": [...]}}``: the stored captions of each prompt set in
+    dataset order (``[store[name] for name in ds.names]``), read from
+    ``paths.captions_store(profile.name, source, prompt, split)`` (notebook 01 writes them).
+
+    Raises ``KeyError`` naming the items without a successful caption.
+    """
+    from .captions import read_store
+    from .paths import captions_store
+
+    source = source or profile.caption_source
+    out: dict[str, dict[str, list[str]]] = {}
+    for prompt in prompts or profile.prompts:
+        out[prompt] = {}
+        for split, ds in (("train", train), ("test", test)):
+            path = captions_store(profile.name, source, prompt, split)
+            store = read_store(path)
+            missing = [name for name in ds.names if name not in store]
+            if missing:
+                raise KeyError(
+                    f"{len(missing)} of {len(ds.names)} {split} items have no {prompt} caption in {path} "
+                    f"(e.g. {missing[:3]}): rerun notebooks/01_captioning.ipynb"
+                )
+            out[prompt][split] = [store[name] for name in ds.names]
+    return out
+
+
+def embed_study(
+    model,
+    processor,
+    train,
+    test,
+    texts: dict,
+    *,
+    preprocessing: str = "paper",
+    dtype: str | torch.dtype = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    lowercase: bool | None = None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """A bundle's arrays for one model: images and every prompt set's captions, train and
+    test, plus labels and names (pass the result to :func:`save_bundle`)."""
+    arrays: dict[str, np.ndarray] = {}
+    for split, ds in (("train", train), ("test", test)):
+        arrays[f"image_{split}"] = embed_images(
+            model, ds.images, preprocessing=preprocessing, dtype=dtype, cache_dir=cache_dir, progress=progress
+        )
+        for prompt, by_split in texts.items():
+            arrays[f"text_{prompt}_{split}"] = embed_texts(
+                model, processor, by_split[split], dtype=dtype, cache_dir=cache_dir, lowercase=lowercase, progress=progress
+            )
+        arrays[f"labels_{split}"] = np.asarray(ds.labels, dtype=np.int64)
+        arrays[f"names_{split}"] = np.asarray(list(ds.names), dtype=str)
+    return arrays

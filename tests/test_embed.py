@@ -1,0 +1,224 @@
+"""Embeddings on the tiny SigLIP: shapes, batching, the dtype rule, the disk cache, bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_siglip import load_tiny, tiny_folder, toy_captions, toy_images
+
+from radioalign.embed import (
+    BUNDLE_KEYS,
+    bf16_is_fast,
+    embed_images,
+    embed_texts,
+    load_bundle,
+    resolve_dtype,
+    save_bundle,
+)
+from radioalign.model import apply_lora
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny matrices: thread synchronisation costs more than it saves on shared cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tiny_folder(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def tiny(folder):
+    return load_tiny(folder)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return toy_images(7)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_image_embeddings_are_float32_unnormalised_and_batch_independent(tiny, images):
+    model, _ = tiny
+    a = embed_images(model, images, batch_size=3, dtype="float32", progress=False)
+    b = embed_images(model, images, batch_size=7, dtype="float32", progress=False)
+    assert a.dtype == np.float32 and a.shape == (7, model.config.vision_config.hidden_size)
+    assert not np.allclose(np.linalg.norm(a, axis=1), 1.0), "embeddings are returned unnormalised"
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert len(np.unique(a.round(4), axis=0)) == 7, "distinct images give distinct embeddings"
+    c = embed_images(model, images, preprocessing="siglip", dtype="float32", progress=False)
+    assert not np.allclose(a, c), "[0, 1] and [-1, 1] inputs differ"
+
+
+def test_text_embeddings_shape_and_order(tiny):
+    model, processor = tiny
+    texts = toy_captions(5)
+    all_ = embed_texts(model, processor, texts, batch_size=2, dtype="float32", progress=False)
+    assert all_.dtype == np.float32 and all_.shape == (5, model.config.text_config.projection_size)
+    one = embed_texts(model, processor, texts[3:4], dtype="float32", progress=False)
+    np.testing.assert_allclose(all_[3:4], one, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_dtype_follows_the_hardware():
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    fast = "avx512_bf16" in flags or "amx_bf16" in flags
+    if flags:
+        assert bf16_is_fast("cpu") == fast
+    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if bf16_is_fast("cpu") else torch.float32)
+    assert resolve_dtype("bf16", "cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("int8")
+
+
+def test_bfloat16_agrees_with_float32(tiny, images):
+    model, processor = tiny
+    for run in (
+        lambda dt: embed_images(model, images, dtype=dt, progress=False),
+        lambda dt: embed_texts(model, processor, toy_captions(6), dtype=dt, progress=False),
+    ):
+        full, half, auto = run("float32"), run("bfloat16"), run("auto")
+        assert _cosine(full, half).min() >= 0.999
+        assert _cosine(full, auto).min() >= 0.999
+        assert not np.array_equal(full, half), "bfloat16 really ran"
+
+
+class _Counter:
+    """Wraps a model method and counts the calls."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def test_cache_second_call_makes_no_model_call(folder, images, tmp_path, monkeypatch):
+    model, processor = load_tiny(folder)
+    counter_img = _Counter(model.get_image_features)
+    counter_txt = _Counter(model.get_text_features)
+    monkeypatch.setattr(model, "get_image_features", counter_img)
+    monkeypatch.setattr(model, "get_text_features", counter_txt)
+    texts = toy_captions(4)
+
+    first = embed_images(model, images, batch_size=4, dtype="float32", cache_dir=tmp_path, progress=False)
+    t_first = embed_texts(model, processor, texts, dtype="float32", cache_dir=tmp_path, progress=False)
+    calls = (counter_img.calls, counter_txt.calls)
+    assert calls == (2, 1)
+    again = embed_images(model, images, batch_size=4, dtype="float32", cache_dir=tmp_path, progress=False)
+    t_again = embed_texts(model, processor, texts, dtype="float32", cache_dir=tmp_path, progress=False)
+    assert (counter_img.calls, counter_txt.calls) == calls, "a cached result makes no model call"
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(t_first, t_again)
+
+    # Anything that changes the result changes the key.
+    embed_images(model, images, preprocessing="siglip", dtype="float32", cache_dir=tmp_path, progress=False)
+    assert counter_img.calls == 3
+    embed_images(model, images[:-1], dtype="float32", cache_dir=tmp_path, progress=False)
+    assert counter_img.calls == 4
+    embed_texts(model, processor, texts[::-1], dtype="float32", cache_dir=tmp_path, progress=False)
+    assert counter_txt.calls == 2
+    peft_model = apply_lora(model, scope="vision")
+    with torch.no_grad():  # a "trained" adapter: LoRA B starts at zero, make it not
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.05)
+    changed = embed_images(peft_model, images, batch_size=7, dtype="float32", cache_dir=tmp_path, progress=False)
+    assert counter_img.calls == 5, "new adapter weights miss the cache"
+    assert not np.allclose(changed, first)
+
+
+def test_bad_inputs_are_rejected(tiny, images):
+    model, processor = tiny
+    with pytest.raises(ValueError, match="uint8"):
+        embed_images(model, images.astype(np.float32))
+    with pytest.raises(ValueError, match="preprocessing"):
+        embed_images(model, images, preprocessing="imagenet")
+    with pytest.raises(TypeError):
+        embed_texts(model, processor, "one caption")
+
+
+def _bundle(rng, n_train=5, n_test=3, d=4):
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        arrays[f"image_{split}"] = rng.normal(size=(n, d))
+        for prompt in ("curated", "control"):
+            arrays[f"text_{prompt}_{split}"] = rng.normal(size=(n, d))
+        arrays[f"labels_{split}"] = rng.integers(0, 2, n)
+        arrays[f"names_{split}"] = [f"src{split}{i}" for i in range(n)]
+    return arrays
+
+
+def test_bundle_round_trip(tmp_path):
+    arrays = _bundle(np.random.default_rng(0))
+    path = save_bundle(tmp_path / "embeddings" / "frozen.npz", profile="smoke", **arrays)
+    assert (tmp_path / "embeddings" / "frozen.npz.stamp.json").is_file()
+    loaded = load_bundle(path)
+    assert set(loaded) == set(BUNDLE_KEYS)
+    assert loaded["image_train"].dtype == np.float32 and loaded["labels_test"].dtype == np.int64
+    np.testing.assert_array_equal(loaded["text_control_test"], arrays["text_control_test"].astype(np.float32))
+    assert list(loaded["names_train"]) == arrays["names_train"]
+
+
+def test_bundle_rejects_broken_contents(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = _bundle(rng)
+    with pytest.raises(ValueError, match="lacks"):
+        save_bundle(tmp_path / "a.npz", **{k: v for k, v in arrays.items() if k != "text_control_test"})
+    arrays["labels_train"] = arrays["labels_train"][:-1]
+    with pytest.raises(ValueError, match="rows"):
+        save_bundle(tmp_path / "b.npz", **arrays)
+    arrays = _bundle(rng)
+    arrays["image_test"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        save_bundle(tmp_path / "c.npz", **arrays)
+
+
+def test_benchmark_pieces_run_on_the_tiny_model(folder):
+    # (no timing asserted: a smoke test that `python -m radioalign.bench` can run its steps)
+    from radioalign.bench import bench_images, bench_texts, bench_train_step, matmul_peak
+
+    model, processor = load_tiny(folder)
+    peak = matmul_peak(torch.float32, torch.device("cpu"), max_n=256, budget_s=0.05)
+    assert peak["n"] == 256 and peak["gflops"] > 0
+    images = bench_images(model, n=3, batch_size=2, dtype="float32")
+    texts = bench_texts(model, processor, n=3, batch_size=2, dtype="float32")
+    assert images["items"] == texts["items"] == 3 and images["per_s"] > 0 and texts["gflops"] > 0
+    result, plain = bench_train_step(model, "full", batch=2, steps=1, device=torch.device("cpu"))
+    assert result["seconds_per_step"] > 0 and result["precision"] == "no"
+    assert not any("lora_" in n for n, _ in plain.named_parameters()), "adapters removed for the next scope"
+
+
+def test_study_captions_come_in_dataset_order(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from radioalign.captions.store import CaptionStore, make_record
+    from radioalign.embed import study_captions
+    from radioalign.paths import captions_store
+    from radioalign.profiles import get_profile
+
+    monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
+    profile = get_profile("smoke")
+    train = SimpleNamespace(names=["a", "b", "c"])
+    test = SimpleNamespace(names=["d"])
+    for prompt in profile.prompts:
+        for split, names in (("train", ["c", "a", "b"]), ("test", ["d"])):
+            store = CaptionStore(captions_store("smoke", profile.caption_source, prompt, split))
+            store.append(*[make_record(n, caption=f"{prompt} {n}", backend="catalog", model=None,
+                                       prompt=prompt, prompt_sha256="x") for n in names])  # fmt: skip
+    texts = study_captions(profile, train, test)
+    assert texts["curated"]["train"] == ["curated a", "curated b", "curated c"]
+    assert texts["control"]["test"] == ["control d"]
+    with pytest.raises(KeyError, match="1 of 2 test items"):
+        study_captions(profile, train, SimpleNamespace(names=["d", "e"]))
