@@ -36,8 +36,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Unit tests, then nbval re-executes the committed smoke references (tests/notebooks/)
+# into a fresh results folder and compares the cells marked # NBVAL_CHECK_OUTPUT.
+TEST_RESULTS := build/test-results
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest
+	rm -rf $(TEST_RESULTS)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RADIOALIGN_RESULTS_DIR=$(CURDIR)/$(TEST_RESULTS) \
+	  $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/notebooks/sanitize.cfg \
+	  --nbval-cell-timeout=600 $(PYTEST_ARGS)
 
 paper: $(STAMP)
 	$(BIN)/python -m radioalign.pipeline --profile $(PROFILE) --timeout $(TIMEOUT)

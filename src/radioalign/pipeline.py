@@ -131,10 +131,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def make_references() -> int:
+    """Run the smoke profile from scratch in ``build/references`` and copy the executed
+    notebooks to ``tests/notebooks/``, the regression references nbval compares against."""
+    import os
+
     root = repo_root()
     build = root / "build" / "references"
     if build.exists():
         shutil.rmtree(build)
+    # Fresh results, so the references never depend on what an earlier run left behind.
+    os.environ["RADIOALIGN_RESULTS_DIR"] = str(build / "results")
     run("smoke", force=True, build=build)
     target = root / "tests" / "notebooks"
     target.mkdir(parents=True, exist_ok=True)
