@@ -43,9 +43,12 @@ def package_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
 
 def stamp(profile: str | None = None, **extra: Any) -> dict[str, Any]:
     """A provenance record: commit, profile, package versions, UTC time, and any extras."""
+    from .profiles import PROFILES
+
     record = {
         "commit": git_commit(),
         "profile": profile,
+        "profile_note": PROFILES[profile].note if profile in PROFILES else "",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": package_versions(),
     }
