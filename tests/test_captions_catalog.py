@@ -132,5 +132,5 @@ def test_auto_backend_is_catalog_without_a_key(monkeypatch, tmp_path):
     _gauss(img, 75, 75, 1.0, 3)
     got = caption_images({"a": _to_uint8(img)}, "control", "auto", tmp_path / "s.jsonl", progress=False)
     assert read_records(tmp_path / "s.jsonl")[0]["backend"] == "catalog" and got["a"].startswith("A dark image")
-    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSyFAKE-for-default-backend-only")
+    monkeypatch.setenv("GEMINI_API_KEY", "fake-gemini-key-for-default-backend-only")
     assert default_backend() == "gemini"

@@ -22,7 +22,7 @@ from radioalign.captions.prompts import CONTROL_QUERY, CURATED_INSTRUCTION, CURA
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_gemini import MODEL_VERSION, FakeGemini, decode_b64, decode_png, image_key, make_images  # noqa: E402
 
-FAKE_KEY = "AIzaSyFAKE-test-key-0123456789abcdefXYZ"
+FAKE_KEY = "fake-gemini-test-key-0123456789abcdefXYZ"
 # Fast retries for tests: no jitter, tiny backoff, no rate limit unless a test sets one.
 FAST = dict(rpm=None, initial_delay=0.01, max_delay=0.05, jitter=0.0, retry_delay=0.01, timeout_s=10, progress=False)
 

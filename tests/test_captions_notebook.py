@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_gemini import FakeGemini  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAKE_KEY = "AIzaSyFAKE-notebook-key-9876543210abcdef"
+FAKE_KEY = "fake-gemini-notebook-key-9876543210abcdef"
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-SENTINEL_KEY = "AIzaSyRADIOALIGN-test-sentinel-0123456789abcdef"
+SENTINEL_KEY = "fake-gemini-key-radioalign-sentinel-0123456789abcdef"
 
 
 @pytest.mark.slow
