@@ -41,3 +41,22 @@ def published_captions_dir(shared: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is absent: published-captions test skipped")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matrices: thread synchronisation costs more than it saves on shared cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip_dir(tmp_path_factory) -> Path:
+    """A tiny SigLIP with a locally built tokenizer, saved once per session (no download)."""
+    from tiny_siglip import tiny_folder
+
+    return tiny_folder(tmp_path_factory.mktemp("models"))

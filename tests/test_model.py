@@ -21,18 +21,12 @@ from radioalign.model import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matrices: thread synchronisation costs more than it saves on shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return load_tiny(tiny_folder(tmp_path_factory.mktemp("models")))
+def tiny(tiny_siglip_dir):
+    return load_tiny(tiny_siglip_dir)
 
 
 def test_tiny_model_loads_through_load_siglip(tiny):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from tiny_siglip import load_tiny, tiny_folder, toy_captions, toy_images
+from tiny_siglip import load_tiny, toy_captions, toy_images
 
 from radioalign.embed import embed_images, embed_texts, load_bundle
 from radioalign.model import load_adapter
@@ -18,18 +18,12 @@ from radioalign.train import batch_loss, finetune, run_one, sigmoid_loss
 N = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matrices: thread synchronisation costs more than it saves on shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return tiny_folder(tmp_path_factory.mktemp("models"))
+def folder(tiny_siglip_dir):
+    return tiny_siglip_dir
 
 
 @pytest.fixture(scope="module")
