@@ -126,7 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.references:
         return make_references()
-    run(args.profile, timeout=args.timeout, force=args.force)
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        run(args.profile, timeout=args.timeout, force=args.force)
+    except PapermillExecutionError as exc:
+        # The executed notebook keeps the full traceback; the terminal gets the reason.
+        print(f"\n[radioalign] a step failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
+        print(f"[radioalign] the executed notebook with the traceback is in build/{args.profile}/", file=sys.stderr)
+        return 1
     return 0
 
 
