@@ -216,3 +216,31 @@ def test_study_captions_come_in_dataset_order(tmp_path, monkeypatch):
     assert texts["control"]["test"] == ["control d"]
     with pytest.raises(KeyError, match="1 of 2 test items"):
         study_captions(profile, train, SimpleNamespace(names=["d", "e"]))
+
+
+def test_study_captions_adds_the_catalog_condition_when_stored(tmp_path, monkeypatch):
+    """Notebook 01 stores catalogue captions beside the main source; the study picks them up
+    as a further caption set (bundle keys text_catalog_*), and leaves it out when incomplete."""
+    from radioalign.captions import caption_images
+    from radioalign.data import images_by_name, load_mirabest
+    from radioalign.embed import study_captions
+    from radioalign.paths import captions_store
+    from radioalign.profiles import get_profile
+
+    monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("RADIOALIGN_DATA_DIR", str(tmp_path / "data"))
+    P = get_profile("smoke", caption_source="main", extra_captions=("catalog",))
+    train = load_mirabest("train", version="synthetic").subset(range(6))
+    test = load_mirabest("test", version="synthetic").subset(range(4))
+    for split, ds in (("train", train), ("test", test)):
+        for prompt in P.prompts:  # the "main" source's stores, made here by the catalogue backend
+            caption_images(images_by_name(ds), prompt, "catalog", captions_store(P.name, "main", prompt, split), progress=False)
+    assert sorted(study_captions(P, train, test)) == ["control", "curated"]
+
+    caption_images(images_by_name(train), "curated", "catalog", captions_store(P.name, "catalog", "curated", "train"), progress=False)
+    assert "catalog" not in study_captions(P, train, test), "test split not captioned yet: left out"
+    caption_images(images_by_name(test), "curated", "catalog", captions_store(P.name, "catalog", "curated", "test"), progress=False)
+    texts = study_captions(P, train, test)
+    assert sorted(texts) == ["catalog", "control", "curated"]
+    assert texts["catalog"]["test"] == texts["curated"]["test"]  # same backend and prompt here
+    assert len(texts["catalog"]["train"]) == len(train)

@@ -356,7 +356,9 @@ def load_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def study_captions(profile, train, test, *, source: str | None = None, prompts: Sequence[str] | None = None) -> dict:
     """``{prompt: {"train": [...], "test": [...]}}``: the stored captions of each prompt set in
     dataset order (``[store[name] for name in ds.names]``), read from
-    ``paths.captions_store(profile.name, source, prompt, split)`` (notebook 01 writes them).
+    ``paths.captions_store(profile.name, source, prompt, split)`` (notebook 01 writes them),
+    plus each of ``profile.extra_captions`` (its curated prompt, keyed by the source's
+    name, e.g. ``"catalog"``) when notebook 01 stored it for every item.
 
     Raises ``KeyError`` naming the items without a successful caption.
     """
@@ -377,6 +379,17 @@ def study_captions(profile, train, test, *, source: str | None = None, prompts: 
                     f"(e.g. {missing[:3]}): rerun notebooks/01_captioning.ipynb"
                 )
             out[prompt][split] = [store[name] for name in ds.names]
+    # Further caption conditions (e.g. the catalogue's) enter under the source's name when
+    # notebook 01 stored them for every item; they are evaluated, not trained on.
+    for extra in getattr(profile, "extra_captions", ()):
+        if extra == source or extra in out:
+            continue
+        files = {split: captions_store(profile.name, extra, "curated", split) for split in ("train", "test")}
+        if not all(f.is_file() for f in files.values()):
+            continue
+        stores = {split: read_store(f) for split, f in files.items()}
+        if all(name in stores[split] for split, ds in (("train", train), ("test", test)) for name in ds.names):
+            out[extra] = {split: [stores[split][name] for name in ds.names] for split, ds in (("train", train), ("test", test))}
     return out
 
 

@@ -41,6 +41,9 @@ class Profile:
     preprocessing: str = "paper"  # "paper" ([0, 1] pixels) | "siglip" ([-1, 1])
     dtype: str = "auto"  # embedding dtype
     prompts: tuple[str, ...] = ("curated", "control")
+    # Caption sources made besides the main one and embedded as a further condition
+    # (their "curated" prompt): catalogue-style text against LLM text.
+    extra_captions: tuple[str, ...] = ("catalog",)
     scopes: tuple[str, ...] = ("vision", "text", "full")
     epochs: int = 50
     patience: int = 5
@@ -87,6 +90,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke",
         data_version="synthetic",
         caption_source="catalog",
+        extra_captions=(),  # the main source already is the catalogue
         model=TINY_MODEL,
         dtype="float32",
         epochs=2,
@@ -111,7 +115,7 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     unknown = set(changes) - set(base.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown profile fields {sorted(unknown)}")
-    for key in ("prompts", "scopes", "eval_epochs"):
+    for key in ("prompts", "scopes", "eval_epochs", "extra_captions"):
         if key in changes and isinstance(changes[key], (list, str)):
             value = changes[key]
             changes[key] = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
