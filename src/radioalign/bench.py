@@ -276,7 +276,7 @@ def render(report: dict) -> str:
         )
     for r in report["train"]:
         lines.append(
-            f"train {r['scope']:<6} {r['seconds_per_step']:7.2f} s/step (batch {r['batch']}, {r['precision']}) "
+            f"train {r['scope']:<6} {r['seconds_per_step']:7.2f} s/step (batch {r['batch']}, {'float32' if r['precision'] == 'no' else r['precision']}) "
             f"= {r['pairs_per_s']:6.2f} pairs/s, peak {r['peak_memory_gib']:.2f} GiB"
         )
     t = report["target"]
