@@ -60,3 +60,11 @@ def tiny_siglip_dir(tmp_path_factory) -> Path:
     from tiny_siglip import tiny_folder
 
     return tiny_folder(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_siglip_dir):
+    """``(model, processor)`` of the tiny SigLIP, loaded through ``load_siglip`` once per module."""
+    from tiny_siglip import load_tiny
+
+    return load_tiny(tiny_siglip_dir)

@@ -25,16 +25,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def folder(tiny_siglip_dir):
-    return tiny_siglip_dir
-
-
-@pytest.fixture(scope="module")
-def tiny(folder):
-    return load_tiny(folder)
-
-
-@pytest.fixture(scope="module")
 def images():
     return toy_images(7)
 
@@ -98,8 +88,8 @@ class _Counter:
         return self.fn(*args, **kwargs)
 
 
-def test_cache_second_call_makes_no_model_call(folder, images, tmp_path, monkeypatch):
-    model, processor = load_tiny(folder)
+def test_cache_second_call_makes_no_model_call(tiny_siglip_dir, images, tmp_path, monkeypatch):
+    model, processor = load_tiny(tiny_siglip_dir)
     counter_img = _Counter(model.get_image_features)
     counter_txt = _Counter(model.get_text_features)
     monkeypatch.setattr(model, "get_image_features", counter_img)
@@ -179,11 +169,11 @@ def test_bundle_rejects_broken_contents(tmp_path):
         save_bundle(tmp_path / "c.npz", **arrays)
 
 
-def test_benchmark_pieces_run_on_the_tiny_model(folder):
+def test_benchmark_pieces_run_on_the_tiny_model(tiny_siglip_dir):
     # (no timing asserted: a smoke test that `python -m radioalign.bench` can run its steps)
     from radioalign.bench import bench_images, bench_texts, bench_train_step, matmul_peak
 
-    model, processor = load_tiny(folder)
+    model, processor = load_tiny(tiny_siglip_dir)
     peak = matmul_peak(torch.float32, torch.device("cpu"), max_n=256, budget_s=0.05)
     assert peak["n"] == 256 and peak["gflops"] > 0
     images = bench_images(model, n=3, batch_size=2, dtype="float32")

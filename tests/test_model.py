@@ -24,11 +24,6 @@ from radioalign.model import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_siglip_dir):
-    return load_tiny(tiny_siglip_dir)
-
-
 def test_tiny_model_loads_through_load_siglip(tiny):
     from transformers import SiglipModel
 

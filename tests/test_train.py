@@ -22,16 +22,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def folder(tiny_siglip_dir):
-    return tiny_siglip_dir
-
-
-@pytest.fixture(scope="module")
-def tiny(folder):
-    return load_tiny(folder)
-
-
-@pytest.fixture(scope="module")
 def pairs():
     return toy_images(N, seed=3), toy_captions(N)
 
@@ -89,15 +79,15 @@ def test_training_lowers_the_loss_and_keeps_the_base_frozen(tiny, pairs, tmp_pat
     assert config["scope"] == "full" and config["r"] == 4 and "commit" in config["stamp"]
 
 
-def test_adapter_save_and_load_reproduce_embeddings(folder, pairs, tmp_path):
+def test_adapter_save_and_load_reproduce_embeddings(tiny_siglip_dir, pairs, tmp_path):
     images, texts = pairs
-    model, processor = load_tiny(folder)
+    model, processor = load_tiny(tiny_siglip_dir)
     result = finetune(
         model, processor, images, texts, images[:8], texts[:8], scope="full", output_dir=tmp_path,
         eval_sets={"image": images[:5], "text": texts[:5]}, **_settings(epochs=2),
     )  # fmt: skip
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
-    fresh, _ = load_tiny(folder)
+    fresh, _ = load_tiny(tiny_siglip_dir)
     reloaded = load_adapter(fresh, tmp_path / "adapter")  # plain peft PeftModel.from_pretrained
     final = result.embeddings["final"]
     np.testing.assert_array_equal(embed_images(reloaded, images[:5], dtype="float32", progress=False), final["image"])
@@ -154,7 +144,7 @@ def test_early_stopping_and_restore_best(tiny, pairs, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_run_one_writes_run_folder_and_bundles(folder, tmp_path, monkeypatch):
+def test_run_one_writes_run_folder_and_bundles(tiny_siglip_dir, tmp_path, monkeypatch):
     from radioalign.paths import embeddings_file, run_dir
     from radioalign.profiles import get_profile
 
@@ -169,7 +159,7 @@ def test_run_one_writes_run_folder_and_bundles(folder, tmp_path, monkeypatch):
         prompt: {s: [f"{prompt} {c}" for c in toy_captions(len(ds.images))] for s, ds in (("train", train), ("test", test))}
         for prompt in ("curated", "control")
     }
-    model, processor = load_tiny(folder)
+    model, processor = load_tiny(tiny_siglip_dir)
     result = run_one(profile, "vision", "control", train=train, test=test, texts=texts,
                      model=model, processor=processor, progress=False)  # fmt: skip
     assert result.completed and (run_dir("smoke", "vision", "control") / "adapter").is_dir()
