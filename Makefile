@@ -46,22 +46,22 @@ test: $(STAMP)
 	  --nbval-cell-timeout=600 $(PYTEST_ARGS)
 
 paper: $(STAMP)
-	$(BIN)/python -m radioalign.pipeline --profile $(PROFILE) --timeout $(TIMEOUT)
+	$(BIN)/python -m radioalign.study.pipeline --profile $(PROFILE) --timeout $(TIMEOUT)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
-	$(BIN)/python -m radioalign.bench
+	$(BIN)/python -m radioalign.study.bench
 
 download: $(STAMP)
-	$(BIN)/python -m radioalign.pipeline --download --profile $(PROFILE)
+	$(BIN)/python -m radioalign.study.pipeline --download --profile $(PROFILE)
 
 references: $(STAMP)
-	$(BIN)/python -m radioalign.pipeline --references
+	$(BIN)/python -m radioalign.study.pipeline --references
 
 pdf: $(STAMP)
-	$(BIN)/python -m radioalign.report --profile $(PROFILE)
+	$(BIN)/python -m radioalign.study.report --profile $(PROFILE)
 
 clean:
 	rm -rf build .pytest_cache

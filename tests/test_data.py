@@ -28,9 +28,10 @@ from radioalign.data import (
     ChecksumError,
     load_mirabest,
     make_synthetic_archive,
-    preprocess,
     validation_split,
 )
+from radioalign.data import mirabest
+from radioalign.model import preprocess
 
 F = data.VERSIONS["F"]
 SYN = data.VERSIONS["synthetic"]
@@ -131,7 +132,7 @@ def test_f_second_load_uses_the_extracted_folder(f_root, f_splits, monkeypatch):
     def no_extract(*args, **kwargs):
         raise AssertionError("the archive was extracted again")
 
-    monkeypatch.setattr(data, "_extract", no_extract)
+    monkeypatch.setattr(mirabest, "_extract", no_extract)
     again = load_mirabest("test", "F", root=f_root, download=False)
     assert again.names == f_splits["test"].names and np.array_equal(again.images, f_splits["test"].images)
 

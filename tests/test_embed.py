@@ -9,15 +9,8 @@ import pytest
 import torch
 from tiny_siglip import load_tiny, toy_captions, toy_images
 
-from radioalign.embed import (
-    BUNDLE_KEYS,
-    bf16_is_fast,
-    embed_images,
-    embed_texts,
-    load_bundle,
-    resolve_dtype,
-    save_bundle,
-)
+from radioalign.embed import bf16_is_fast, embed_images, embed_texts, resolve_dtype
+from radioalign.study.bundles import BUNDLE_KEYS, load_bundle, save_bundle
 from radioalign.model import apply_lora
 
 
@@ -171,7 +164,7 @@ def test_bundle_rejects_broken_contents(tmp_path):
 
 def test_benchmark_pieces_run_on_the_tiny_model(tiny_siglip_dir):
     # (no timing asserted: a smoke test that `python -m radioalign.bench` can run its steps)
-    from radioalign.bench import bench_images, bench_texts, bench_train_step, matmul_peak
+    from radioalign.study.bench import bench_images, bench_texts, bench_train_step, matmul_peak
 
     model, processor = load_tiny(tiny_siglip_dir)
     peak = matmul_peak(torch.float32, torch.device("cpu"), max_n=256, budget_s=0.05)
@@ -188,9 +181,9 @@ def test_study_captions_come_in_dataset_order(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from radioalign.captions.store import CaptionStore, make_record
-    from radioalign.embed import study_captions
-    from radioalign.paths import captions_store
-    from radioalign.profiles import get_profile
+    from radioalign.study.inputs import study_captions
+    from radioalign.study.layout import captions_store
+    from radioalign.study.profiles import get_profile
 
     monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
     profile = get_profile("smoke")
@@ -213,9 +206,9 @@ def test_study_captions_adds_the_catalog_condition_when_stored(tmp_path, monkeyp
     as a further caption set (bundle keys text_catalog_*), and leaves it out when incomplete."""
     from radioalign.captions import caption_images
     from radioalign.data import images_by_name, load_mirabest
-    from radioalign.embed import study_captions
-    from radioalign.paths import captions_store
-    from radioalign.profiles import get_profile
+    from radioalign.study.inputs import study_captions
+    from radioalign.study.layout import captions_store
+    from radioalign.study.profiles import get_profile
 
     monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("RADIOALIGN_DATA_DIR", str(tmp_path / "data"))

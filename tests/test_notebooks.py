@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from radioalign.pipeline import NOTEBOOKS
+from radioalign.study.pipeline import NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "notebooks"

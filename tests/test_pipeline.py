@@ -29,7 +29,7 @@ def test_smoke_paper_run_writes_table_and_figures_and_no_key(tmp_path):
         RADIOALIGN_DATA_DIR=str(tmp_path / "data"),
         HF_HUB_OFFLINE="1",
     )
-    code = f"from pathlib import Path; from radioalign.pipeline import run; print('RAN', run('smoke', build=Path({str(build)!r})))"
+    code = f"from pathlib import Path; from radioalign.study.pipeline import run; print('RAN', run('smoke', build=Path({str(build)!r})))"
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 

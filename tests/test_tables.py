@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radioalign import tables as T
+from radioalign.study import tables as T
+from radioalign.study import bundles as B
 from radioalign.metrics import ROW_COLUMNS, synthetic_bundle
 
 # model -> (curated, control) for two rows; "full" has no control run for cosine.
@@ -114,11 +115,19 @@ def test_published_values_match_reference(shared):
     assert parsed == T.PUBLISHED
 
 
-def test_parse_tag():
-    assert T.parse_tag("frozen") == {"scope": "frozen", "captions": None, "epoch": 0}
-    assert T.parse_tag("vision-curated") == {"scope": "vision", "captions": "curated", "epoch": None}
-    assert T.parse_tag("full-control_epoch10") == {"scope": "full", "captions": "control", "epoch": 10}
-    assert T.parse_tag("notes") is None
+def test_tags_build_and_parse_in_one_place():
+    assert B.parse_tag("frozen") == B.Tag("frozen")
+    assert B.parse_tag("vision-curated") == B.Tag("vision", "curated")
+    assert B.parse_tag("full-control_epoch10") == B.Tag("full", "control", 10)
+    for text in ("frozen", "text-catalog", "full-curated_epoch5"):
+        assert str(B.parse_tag(text)) == text
+    assert B.tag("text", "control", 3) == "text-control_epoch3" and B.Tag("text", "control", 3).run == "text-control"
+    for bad in ("notes", "frozen_epoch1", "vision-", "paper-curated"):
+        assert B.parse_tag(bad) is None
+    with pytest.raises(ValueError):
+        B.Tag("vision")
+    assert B.stage_tags(["frozen", "full-curated_epoch5", "full-curated_epoch1"], "full", "curated") == [
+        ("frozen", "frozen"), ("epoch 1", "full-curated_epoch1"), ("epoch 5", "full-curated_epoch5"), ("final", None)]
 
 
 @pytest.fixture
@@ -134,9 +143,9 @@ def fake_results(tmp_path, monkeypatch):
 
 
 def test_collect_and_write(fake_results):
-    assert list(T.available_bundles("smoke")) == ["frozen", "text-curated", "vision-control", "vision-curated"]
-    assert "vision-curated_epoch1" in T.available_bundles("smoke", stages=True)
-    assert T.missing_bundles("smoke") == ["text-control", "full-curated", "full-control"]
+    assert list(B.available_bundles("smoke")) == ["frozen", "text-curated", "vision-control", "vision-curated"]
+    assert "vision-curated_epoch1" in B.available_bundles("smoke", stages=True)
+    assert B.missing_bundles("smoke") == ["text-control", "full-curated", "full-control"]
     df = T.collect_metrics("smoke", bootstrap=50, protocols=("paper",), progress=False)
     assert list(df.columns) == ROW_COLUMNS
     runs = set(zip(df["tag"], df["captions"]))

@@ -11,9 +11,11 @@ import pytest
 import torch
 from tiny_siglip import load_tiny, toy_captions, toy_images
 
-from radioalign.embed import embed_images, embed_texts, load_bundle
+from radioalign.embed import embed_images, embed_texts
+from radioalign.study.bundles import load_bundle
+from radioalign.study.runs import run_one
 from radioalign.model import load_adapter
-from radioalign.train import batch_loss, finetune, run_one, sigmoid_loss
+from radioalign.train import batch_loss, finetune, sigmoid_loss
 
 N = 16
 
@@ -45,7 +47,7 @@ def test_sigmoid_loss_matches_explicit_formula():
 
 def test_batch_loss_is_siglip_loss_over_batch_size(tiny, pairs):
     # transformers' own SigLIP loss sums over texts and averages over images: N times ours.
-    from radioalign.data import preprocess
+    from radioalign.model import preprocess
 
     model, processor = tiny
     from radioalign.model import tokenize
@@ -145,8 +147,8 @@ def test_early_stopping_and_restore_best(tiny, pairs, tmp_path):
 
 
 def test_run_one_writes_run_folder_and_bundles(tiny_siglip_dir, tmp_path, monkeypatch):
-    from radioalign.paths import embeddings_file, run_dir
-    from radioalign.profiles import get_profile
+    from radioalign.study.layout import embeddings_file, run_dir
+    from radioalign.study.profiles import get_profile
 
     monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
     profile = get_profile("smoke", epochs=2, eval_epochs=(1,), batch_size=4)
@@ -162,7 +164,7 @@ def test_run_one_writes_run_folder_and_bundles(tiny_siglip_dir, tmp_path, monkey
     model, processor = load_tiny(tiny_siglip_dir)
     result = run_one(profile, "vision", "control", train=train, test=test, texts=texts,
                      model=model, processor=processor, progress=False)  # fmt: skip
-    assert result.completed and (run_dir("smoke", "vision", "control") / "adapter").is_dir()
+    assert result.completed and (run_dir("smoke", "vision-control") / "adapter").is_dir()
     final = load_bundle(embeddings_file("smoke", "vision-control"))
     stage = load_bundle(embeddings_file("smoke", "vision-control_epoch1"))
     assert final["image_train"].shape == (12, 32) and final["text_curated_test"].shape == (4, 32)

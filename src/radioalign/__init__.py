@@ -1,10 +1,14 @@
 """radioalign: image-text alignment for radio galaxy morphologies.
 
-A thin, tested package behind the numbered notebooks in ``notebooks/``.
-Modules are named after what they hold: ``data``, ``captions``, ``model``,
-``embed``, ``train``, ``metrics``, ``tables``, ``plots``, ``bench``, plus
-``paths``, ``profiles`` and ``provenance`` for where things go and how they
-are stamped.
+Two layers, as open_clip keeps ``open_clip`` apart from ``open_clip_train``:
+
+- the **library**, which works on anyone's images: ``data`` (MiraBest and a synthetic
+  set), ``captions``, ``model`` (SigLIP loading, LoRA, model input), ``embed``,
+  ``train`` (the LoRA loop), ``metrics`` (numpy/scikit-learn only), ``plots``, plus
+  ``paths`` and ``provenance``;
+- the **study** (``radioalign.study``), which uses the library to reproduce the paper:
+  profiles, the results layout, bundles and tags, runs, tables, the notebook pipeline,
+  the report, the benchmark and prefetching.
 """
 
 __version__ = "0.1.0"

@@ -10,10 +10,7 @@ that determines it: the model's configuration and every parameter tensor (LoRA
 adapters included) and adapter settings, the preprocessing, the compute dtype and
 the input bytes or strings (and, for text, the tokenizer); a rerun is a file read.
 
-Bundles: one ``.npz`` per model tag (``frozen``, ``vision-curated``,
-``vision-curated_epoch1``, ...) holding ``image_{train,test}``,
-``text_{curated,control}_{train,test}`` (float32), ``labels_{train,test}`` (int64)
-and ``names_{train,test}`` (str); see :func:`save_bundle`.
+The study stores these arrays as bundles (``radioalign.study.bundles``).
 """
 
 from __future__ import annotations
@@ -30,9 +27,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .model import base_model, image_features, model_device, text_features, text_max_length, tokenize
+from .model import PREPROCESSING, base_model, image_features, model_device, preprocess, text_features, text_max_length, tokenize
 
-PREPROCESSING = ("paper", "siglip")
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -195,8 +191,6 @@ def embed_images(
     cache_dir
         Folder for cached results (``None``: no cache).
     """
-    from .data import preprocess
-
     images = _check_images(images)
     if preprocessing not in PREPROCESSING:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; choose one of {PREPROCESSING}")
@@ -268,155 +262,3 @@ def embed_texts(
     payload = ids.numpy().tobytes() if ids is not None else b""
     key = _cache_key("texts", model, parts, payload)
     return _cached(cache_dir, "texts", key, compute)
-
-
-# ---------------------------------------------------------------------------
-# bundles
-
-SPLITS = ("train", "test")
-BUNDLE_KEYS = (
-    "image_train",
-    "image_test",
-    "text_curated_train",
-    "text_curated_test",
-    "text_control_train",
-    "text_control_test",
-    "labels_train",
-    "labels_test",
-    "names_train",
-    "names_test",
-)
-
-
-def _split_of(key: str) -> str | None:
-    for split in SPLITS:
-        if key.endswith(f"_{split}"):
-            return split
-    return None
-
-
-def save_bundle(path: str | os.PathLike, *, profile: str | None = None, strict: bool = True, **arrays) -> Path:
-    """Write one model's embeddings as an ``.npz`` bundle (atomically) with a stamp beside it.
-
-    Arrays named ``image_*`` / ``text_*`` are stored as float32 ``(N, D)``, ``labels_*``
-    as int64 ``(N,)``, ``names_*`` as str ``(N,)``; within a split (``*_train``,
-    ``*_test``) every array must have the same number of rows. With ``strict`` (default)
-    every key of :data:`BUNDLE_KEYS` must be present.
-    """
-    path = Path(path)
-    if strict:
-        missing = [k for k in BUNDLE_KEYS if k not in arrays]
-        if missing:
-            raise ValueError(f"bundle {path.name} lacks {missing}")
-    out: dict[str, np.ndarray] = {}
-    rows: dict[str, tuple[str, int]] = {}
-    for key, value in arrays.items():
-        if key.startswith(("image_", "text_")):
-            a = np.asarray(value, dtype=np.float32)
-            if a.ndim != 2 or not np.isfinite(a).all():
-                raise ValueError(f"{key}: embeddings must be a finite 2-D array, got shape {a.shape}")
-        elif key.startswith("labels_"):
-            a = np.asarray(value)
-            if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"{key}: labels must be a 1-D integer array")
-            a = a.astype(np.int64)
-        elif key.startswith("names_"):
-            a = np.asarray([str(v) for v in value], dtype=str)
-        else:
-            a = np.asarray(value)
-            if a.dtype == object:
-                raise ValueError(f"{key}: object arrays are not allowed in a bundle")
-        split = _split_of(key)
-        if split is not None:
-            if split in rows and rows[split][1] != len(a):
-                other, n = rows[split]
-                raise ValueError(f"{key} has {len(a)} rows but {other} has {n}")
-            rows.setdefault(split, (key, len(a)))
-        out[key] = a
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **out)
-    os.replace(tmp, path)
-    from .provenance import write_stamp
-
-    write_stamp(path, profile=profile, keys=sorted(out))
-    return path
-
-
-def load_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a bundle written by :func:`save_bundle` (no pickles)."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
-# ---------------------------------------------------------------------------
-# the study's inputs and the frozen bundle
-
-
-def study_captions(profile, train, test, *, source: str | None = None, prompts: Sequence[str] | None = None) -> dict:
-    """``{prompt: {"train": [...], "test": [...]}}``: the stored captions of each prompt set in
-    dataset order (``[store[name] for name in ds.names]``), read from
-    ``paths.captions_store(profile.name, source, prompt, split)`` (notebook 01 writes them),
-    plus each of ``profile.extra_captions`` (its curated prompt, keyed by the source's
-    name, e.g. ``"catalog"``) when notebook 01 stored it for every item.
-
-    Raises ``KeyError`` naming the items without a successful caption.
-    """
-    from .captions import read_store
-    from .paths import captions_store
-
-    source = source or profile.caption_source
-    out: dict[str, dict[str, list[str]]] = {}
-    for prompt in prompts or profile.prompts:
-        out[prompt] = {}
-        for split, ds in (("train", train), ("test", test)):
-            path = captions_store(profile.name, source, prompt, split)
-            store = read_store(path)
-            missing = [name for name in ds.names if name not in store]
-            if missing:
-                raise KeyError(
-                    f"{len(missing)} of {len(ds.names)} {split} items have no {prompt} caption in {path} "
-                    f"(e.g. {missing[:3]}): rerun notebooks/01_captioning.ipynb"
-                )
-            out[prompt][split] = [store[name] for name in ds.names]
-    # Further caption conditions (e.g. the catalogue's) enter under the source's name when
-    # notebook 01 stored them for every item; they are evaluated, not trained on.
-    for extra in getattr(profile, "extra_captions", ()):
-        if extra == source or extra in out:
-            continue
-        files = {split: captions_store(profile.name, extra, "curated", split) for split in ("train", "test")}
-        if not all(f.is_file() for f in files.values()):
-            continue
-        stores = {split: read_store(f) for split, f in files.items()}
-        if all(name in stores[split] for split, ds in (("train", train), ("test", test)) for name in ds.names):
-            out[extra] = {split: [stores[split][name] for name in ds.names] for split, ds in (("train", train), ("test", test))}
-    return out
-
-
-def embed_study(
-    model,
-    processor,
-    train,
-    test,
-    texts: dict,
-    *,
-    preprocessing: str = "paper",
-    dtype: str | torch.dtype = "auto",
-    cache_dir: str | os.PathLike | None = None,
-    lowercase: bool | None = None,
-    progress: bool = True,
-) -> dict[str, np.ndarray]:
-    """A bundle's arrays for one model: images and every prompt set's captions, train and
-    test, plus labels and names (pass the result to :func:`save_bundle`)."""
-    arrays: dict[str, np.ndarray] = {}
-    for split, ds in (("train", train), ("test", test)):
-        arrays[f"image_{split}"] = embed_images(
-            model, ds.images, preprocessing=preprocessing, dtype=dtype, cache_dir=cache_dir, progress=progress
-        )
-        for prompt, by_split in texts.items():
-            arrays[f"text_{prompt}_{split}"] = embed_texts(
-                model, processor, by_split[split], dtype=dtype, cache_dir=cache_dir, lowercase=lowercase, progress=progress
-            )
-        arrays[f"labels_{split}"] = np.asarray(ds.labels, dtype=np.int64)
-        arrays[f"names_{split}"] = np.asarray(list(ds.names), dtype=str)
-    return arrays

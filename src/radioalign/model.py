@@ -29,10 +29,13 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from .paths import models_dir
-from .profiles import BASE_MODEL, TINY_MODEL
+
+BASE_MODEL = "google/siglip2-base-patch16-224"
+TINY_MODEL = "tiny"  # built locally by build_tiny_siglip, no download
 
 
 SCOPES = ("vision", "text", "full")
@@ -63,6 +66,51 @@ def default_device() -> torch.device:
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's first parameter."""
     return next(model.parameters()).device
+
+
+# ---------------------------------------------------------------------------
+# Model input: grey images to pixel tensors
+
+PREPROCESSING = ("paper", "siglip")
+
+
+def preprocess(images, mode: str = "paper", size: int = 224):
+    """Grey ``uint8`` images to model input: (N, H, W) -> float32 tensor (N, 3, size, size).
+
+    Pixels are divided by 255, resized with bilinear interpolation
+    (``torch.nn.functional.interpolate``, ``align_corners=False``, no antialiasing) and the
+    grey channel is replicated three times. ``paper``: values in [0, 1], as the authors fed
+    the model (their torchvision ``Resize`` on a PIL image; for this 150 -> 224 upsampling
+    the two agree to within one grey level, PIL rounding its result to uint8);
+    ``siglip``: ``(x - 0.5) / 0.5`` in [-1, 1], SigLIP's own normalisation.
+
+    Call it per batch: the result takes N * 3 * size**2 * 4 bytes.
+    """
+    import torch.nn.functional as F
+
+    if mode not in PREPROCESSING:
+        raise ValueError(f"mode must be one of {PREPROCESSING}, not {mode!r}")
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive integer, not {size!r}")
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"images must be a numpy array (N, H, W) of uint8, not {type(images).__name__}")
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 (0-255 grey levels, as loaded), not {images.dtype}")
+    if images.ndim != 3:
+        hint = " (a single image? use images[None])" if images.ndim == 2 else ""
+        raise ValueError(f"images must have shape (N, H, W), not {images.shape}{hint}")
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0).unsqueeze(1)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    # Bilinear weights are convex, so [0, 1] is kept up to rounding; clamp the rounding.
+    x = x.clamp_(0.0, 1.0).repeat(1, 3, 1, 1)
+    if mode == "siglip":
+        x = x.sub_(0.5).div_(0.5)
+    return x
+
+
 
 
 # ---------------------------------------------------------------------------

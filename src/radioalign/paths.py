@@ -1,4 +1,6 @@
-"""Where things live: repository-relative folders with environment overrides.
+"""Where the library keeps things: data, models, caches; environment overrides.
+
+The study's results layout (``results/<profile>/...``) is in ``radioalign.study.layout``.
 
 Every location can be moved with an environment variable so that an
 air-gapped node can point at a prefetched copy:
@@ -49,15 +51,6 @@ def models_dir() -> Path:
     return _env_or("RADIOALIGN_MODELS_DIR", repo_root() / "data" / "models")
 
 
-def results_root() -> Path:
-    return _env_or("RADIOALIGN_RESULTS_DIR", repo_root() / "results")
-
-
-def results_dir(profile: str) -> Path:
-    """``results/<profile>``: everything a profile's notebooks write."""
-    return results_root() / profile
-
-
 def cache_dir() -> Path:
     return _env_or("RADIOALIGN_CACHE_DIR", repo_root() / ".cache" / "radioalign")
 
@@ -66,22 +59,3 @@ def shared_dir() -> Path | None:
     """The project's shared reference folder (real data for tests), or None."""
     path = _env_or("RADIOALIGN_SHARED", repo_root().parent / "shared")
     return path if path.is_dir() else None
-
-
-# Layout of one profile's results, shared by the notebooks so that each reads
-# only files the earlier ones wrote.
-def captions_store(profile: str, source: str, prompt: str, split: str) -> Path:
-    return results_dir(profile) / "captions" / source / f"{prompt}_{split}.jsonl"
-
-
-def embeddings_file(profile: str, tag: str) -> Path:
-    """One ``.npz`` bundle of embeddings per model tag (``frozen``, ``vision-curated``, ...)."""
-    return results_dir(profile) / "embeddings" / f"{tag}.npz"
-
-
-def run_dir(profile: str, scope: str, captions: str) -> Path:
-    return results_dir(profile) / "runs" / f"{scope}-{captions}"
-
-
-def figures_dir(profile: str) -> Path:
-    return results_dir(profile) / "figures"

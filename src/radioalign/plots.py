@@ -1,7 +1,7 @@
 """The study's figures in one style, FR-I and FR-II in the same colours everywhere.
 
 Figure functions take loaded embedding bundles (``{tag: bundle}``, see
-``radioalign.tables.load_bundles``) and return a matplotlib ``Figure``; ``savefig``
+``radioalign.study.bundles.load_bundles``) and return a matplotlib ``Figure``; ``savefig``
 writes it as PNG and PDF with a provenance stamp beside each file.
 
 * ``fig1_stage_similarity``: cos(curated caption_i, control caption_i) across
@@ -27,7 +27,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import paths
 from .metrics import bootstrap_indices, l2_normalize, pair_cosines, percentile_interval
 from .provenance import write_stamp
 
@@ -75,7 +74,9 @@ def class_legend(ax, labels: Sequence[int] = (0, 1), **kwargs) -> None:
 def savefig(fig, name: str, profile: str, *, folder: str | Path | None = None, close: bool = False) -> list[Path]:
     """Write ``<name>.png`` and ``<name>.pdf`` (``results/<profile>/figures/`` by default),
     each with a ``.stamp.json`` beside it; return the two paths."""
-    folder = Path(folder) if folder else paths.figures_dir(profile)
+    from .study.layout import figures_dir  # TODO(registry): the study passes the folder
+
+    folder = Path(folder) if folder else figures_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     with style():

@@ -41,14 +41,23 @@ def package_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
     return out
 
 
-def stamp(profile: str | None = None, **extra: Any) -> dict[str, Any]:
-    """A provenance record: commit, profile, package versions, UTC time, and any extras."""
-    from .profiles import PROFILES
+def _profile_fields(profile: Any) -> dict[str, Any]:
+    """The run's configuration as stamp fields: a name string, or any object with
+    ``to_dict()`` (the study's ``Profile``, overrides included) and ``name``/``note``."""
+    if profile is None or isinstance(profile, str):
+        return {"profile": profile}
+    if not hasattr(profile, "to_dict"):
+        raise TypeError(f"profile must be a name, None, or an object with to_dict(), not {type(profile).__name__}")
+    settings = profile.to_dict()
+    return {"profile": settings.get("name"), "profile_note": settings.get("note", ""), "profile_settings": settings}
 
+
+def stamp(profile: Any = None, **extra: Any) -> dict[str, Any]:
+    """A provenance record: commit, the run's configuration, package versions, UTC time,
+    and any extras (e.g. ``notebook=`` for the notebook that made an output)."""
     record = {
         "commit": git_commit(),
-        "profile": profile,
-        "profile_note": PROFILES[profile].note if profile in PROFILES else "",
+        **_profile_fields(profile),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": package_versions(),
     }
@@ -56,7 +65,7 @@ def stamp(profile: str | None = None, **extra: Any) -> dict[str, Any]:
     return record
 
 
-def write_stamp(path: str | Path, profile: str | None = None, **extra: Any) -> Path:
+def write_stamp(path: str | Path, profile: Any = None, **extra: Any) -> Path:
     """Write ``stamp()`` as JSON beside an output: ``fig1.png`` -> ``fig1.png.stamp.json``."""
     path = Path(path)
     target = path if path.suffix == ".json" and path.name.endswith(".stamp.json") else path.with_name(path.name + ".stamp.json")
@@ -65,11 +74,11 @@ def write_stamp(path: str | Path, profile: str | None = None, **extra: Any) -> P
     return target
 
 
-def stamp_line(profile: str | None = None) -> str:
+def stamp_line(profile: Any = None) -> str:
     """One line for text outputs (Markdown / LaTeX comments)."""
     s = stamp(profile)
     v = s["versions"]
     return (
-        f"radioalign {v['radioalign']} commit {s['commit']} profile {profile} "
+        f"radioalign {v['radioalign']} commit {s['commit']} profile {s['profile']} "
         f"torch {v['torch']} transformers {v['transformers']} at {s['created']}"
     )

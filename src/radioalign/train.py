@@ -29,7 +29,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .embed import embed_images, embed_texts, model_fingerprint, save_bundle
-from .model import DEFAULT_TARGETS, SCOPES, apply_lora, base_model, text_max_length, tokenize, trainable_fraction
+from .embed import embed_images, embed_texts, model_fingerprint
+from .model import DEFAULT_TARGETS, PREPROCESSING, SCOPES, apply_lora, base_model, text_max_length, tokenize, trainable_fraction
 from .provenance import stamp
 
 CHECKPOINT = "checkpoint.pt"
@@ -163,7 +163,112 @@ def _embed_sets(model, processor, eval_sets, *, preprocessing, dtype, lowercase,
     return out
 
 
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Every setting of one fine-tuning run, as a plain block of values (nanoGPT style).
+
+    ``scope``, ``r``, ``alpha``, ``dropout``, ``targets``: LoRA placement and shape
+    (``model.apply_lora``). ``lr``, ``lr_schedule`` (``"linear"`` decay to 0, the Trainer's
+    default, or ``"constant"``), ``weight_decay``, ``batch_size``, ``grad_accum``,
+    ``max_grad_norm``, ``epochs``, ``patience`` (0 disables early stopping): AdamW.
+    ``restore_best`` keeps the adapter of the best validation epoch instead of the last.
+    ``seed`` drives LoRA init, the batch order and the validation split (``val_fraction``).
+    ``eval_epochs``: epochs after which ``eval_sets`` are embedded. ``preprocessing``:
+    ``model.PREPROCESSING``. ``mixed_precision``: ``"auto"`` (fp16 on CUDA, none elsewhere),
+    ``"fp16"``, ``"bf16"`` or ``"no"``. ``embed_dtype``: dtype of the evaluation embeddings.
+    ``lowercase``: as ``model.tokenize``.
+    """
+
+    scope: str
+    r: int = 4
+    alpha: float = 16
+    dropout: float = 0.1
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    lr: float = 2.5e-5
+    lr_schedule: str = "linear"
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    grad_accum: int = 2
+    max_grad_norm: float = 4.0
+    epochs: int = 50
+    patience: int = 5
+    restore_best: bool = False
+    seed: int = 42
+    val_fraction: float = 0.15
+    eval_epochs: tuple[int, ...] = ()
+    preprocessing: str = "paper"
+    mixed_precision: str = "auto"
+    embed_dtype: str = "float32"  # the authors computed features in float32
+    lowercase: bool | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "eval_epochs", tuple(sorted({int(e) for e in self.eval_epochs})))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` on any setting that would fail later (before anything is written)."""
+        from .embed import resolve_dtype
+
+        if self.scope not in SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r}; choose one of {SCOPES}")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1 or self.r < 1:
+            raise ValueError("batch_size, grad_accum, epochs and r must be >= 1")
+        if self.patience < 0 or self.lr < 0 or self.weight_decay < 0 or not self.max_grad_norm > 0:
+            raise ValueError("patience, lr and weight_decay must be >= 0, max_grad_norm > 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), not {self.val_fraction!r}")
+        if self.lr_schedule not in ("linear", "constant"):
+            raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
+        if self.preprocessing not in PREPROCESSING:
+            raise ValueError(f"unknown preprocessing {self.preprocessing!r}; choose one of {PREPROCESSING}")
+        if self.mixed_precision not in ("auto", "fp16", "bf16", "no"):
+            raise ValueError(f"mixed_precision must be 'auto', 'fp16', 'bf16' or 'no', got {self.mixed_precision!r}")
+        if self.embed_dtype != "auto":
+            resolve_dtype(self.embed_dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["targets"], d["eval_epochs"] = list(self.targets), list(self.eval_epochs)
+        return d
+
+
 def finetune(
+    model,
+    processor,
+    train_images: np.ndarray,
+    train_texts: Sequence[str],
+    val_images: np.ndarray | None = None,
+    val_texts: Sequence[str] | None = None,
+    *,
+    output_dir: str | os.PathLike,
+    config: FinetuneConfig | None = None,
+    eval_sets: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    resume: bool = True,
+    max_epochs_this_call: int | None = None,
+    stamp_profile=None,
+    progress: bool = True,
+    **settings: Any,
+) -> FinetuneResult:
+    """Fine-tune LoRA adapters with the sigmoid loss (see the module docstring).
+
+    ``config`` holds every setting (:class:`FinetuneConfig`); keyword ``settings`` override
+    its fields (``finetune(..., scope="text", lr=1e-4)`` builds one). ``stamp_profile`` is
+    recorded in ``config.json``'s provenance stamp.
+    """
+    if config is None:
+        config = FinetuneConfig(**settings)
+    elif settings:
+        config = replace(config, **settings)
+    return _finetune_legacy(
+        model, processor, train_images, train_texts, val_images, val_texts, output_dir=output_dir,
+        eval_sets=eval_sets, device=device, resume=resume, max_epochs_this_call=max_epochs_this_call,
+        profile=stamp_profile, progress=progress, **config.to_dict(),
+    )  # fmt: skip
+
+
+def _finetune_legacy(
     model,
     processor,
     train_images: np.ndarray,
@@ -197,7 +302,7 @@ def finetune(
     lowercase: bool | None = None,
     resume: bool = True,
     max_epochs_this_call: int | None = None,
-    profile: str | None = None,
+    profile=None,
     progress: bool = True,
 ) -> FinetuneResult:
     """Fine-tune LoRA adapters on ``scope`` with the sigmoid loss; see the module docstring.
@@ -294,7 +399,7 @@ def finetune(
     train_ids = tokenize(processor, train_texts, length, lowercase=lowercase)
     val_ids = tokenize(processor, val_texts, length, lowercase=lowercase)
     size = int(base_model(model).config.vision_config.image_size)
-    from .data import preprocess
+    from .model import preprocess
 
     def pixels(images: np.ndarray) -> torch.Tensor:
         return preprocess(images, mode=preprocessing, size=size).to(device, non_blocking=True)
@@ -428,77 +533,3 @@ def finetune(
         model=model, history=history, output_dir=output_dir, completed=True, epochs_run=len(history),
         best_epoch=best_epoch, stopped_early=stopped, trainable_percent=percent, embeddings=embeddings,
     )  # fmt: skip
-
-
-# ---------------------------------------------------------------------------
-# The study's runs
-
-
-def run_one(
-    profile,
-    scope: str,
-    captions: str,
-    *,
-    train,
-    test,
-    texts: Mapping[str, Mapping[str, Sequence[str]]],
-    model=None,
-    processor=None,
-    epochs: int | None = None,
-    lr: float | None = None,
-    r: int | None = None,
-    output_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> FinetuneResult:
-    """One run of the study: fine-tune ``scope`` on the ``captions`` prompt set with the
-    profile's settings and write its bundles.
-
-    ``train`` / ``test`` are datasets with ``.images``, ``.labels`` and ``.names``
-    (``data.load_mirabest``); ``texts[prompt][split]`` are the captions in dataset order
-    for every prompt set (both are embedded, whichever one trains). ``model`` /
-    ``processor`` default to ``load_siglip(profile.model)``. Writes the run folder
-    ``paths.run_dir(profile, scope, captions)`` and the bundles ``<scope>-<captions>``
-    (final model) and ``<scope>-<captions>_epoch<k>`` (each of ``profile.eval_epochs`` reached).
-    """
-    from .model import load_siglip
-    from .paths import embeddings_file, run_dir
-
-    if captions not in texts:
-        raise ValueError(f"no {captions!r} captions among {sorted(texts)}")
-    if model is None or processor is None:
-        model, processor = load_siglip(profile.model)
-    eval_sets: dict[str, Any] = {"image_train": train.images, "image_test": test.images}
-    for prompt, by_split in texts.items():
-        for split, ds in (("train", train), ("test", test)):
-            if len(by_split[split]) != len(ds.images):
-                raise ValueError(f"{prompt} {split}: {len(by_split[split])} captions for {len(ds.images)} images")
-            eval_sets[f"text_{prompt}_{split}"] = list(by_split[split])
-    result = finetune(
-        model,
-        processor,
-        train.images,
-        texts[captions]["train"],
-        scope=scope,
-        output_dir=output_dir or run_dir(profile.name, scope, captions),
-        r=profile.lora_r if r is None else r,
-        lr=profile.learning_rate(scope, captions) if lr is None else lr,
-        batch_size=profile.batch_size,
-        grad_accum=profile.grad_accum,
-        epochs=profile.epochs if epochs is None else epochs,
-        patience=profile.patience,
-        seed=profile.seed,
-        val_fraction=profile.val_fraction,
-        eval_sets=eval_sets,
-        eval_epochs=profile.eval_epochs,
-        preprocessing=profile.preprocessing,
-        embed_dtype=profile.dtype,
-        profile=profile.name,
-        progress=progress,
-    )
-    tag = f"{scope}-{captions}"
-    extras = dict(labels_train=train.labels, labels_test=test.labels, names_train=train.names, names_test=test.names)
-    complete = {"curated", "control"} <= set(texts)  # the bundle contract's two caption sets
-    for stage, arrays in result.embeddings.items():
-        name = tag if stage == "final" else f"{tag}_{stage}"
-        save_bundle(embeddings_file(profile.name, name), profile=profile.name, strict=complete, **arrays, **extras)
-    return result

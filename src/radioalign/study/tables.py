@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paths
-from .metrics import ROW_COLUMNS, caption_sets, evaluate_bundle, load_bundle, percentile_interval
-from .provenance import stamp_line, write_stamp
+from ..metrics import ROW_COLUMNS, evaluate_bundle, percentile_interval
+from ..provenance import stamp_line, write_stamp
+from .bundles import available_bundles, caption_sets, load_bundle, parse_tag
+from .layout import results_dir
 
 COLUMNS = {"frozen": "Frozen", "vision": "Vision", "text": "Text", "full": "Full"}
 BASELINE = "control"
@@ -72,52 +73,6 @@ NOISE_NOTE = (
     "Recall@1 by 1/n = {step:.3f}, and the median 95 % interval in this table is ±{half:.2f}; "
     "read the intervals before the digits."
 )
-_TAG = re.compile(r"^(?P<scope>[a-z]+)-(?P<captions>[a-z0-9_]+?)(?:_epoch(?P<epoch>\d+))?$")
-
-
-# ------------------------------------------------------------------------- bundles
-
-
-def parse_tag(tag: str) -> dict | None:
-    """``"vision-curated_epoch5"`` -> {"scope": "vision", "captions": "curated", "epoch": 5};
-    ``"frozen"`` -> {"scope": "frozen", "captions": None, "epoch": 0}; None if unknown."""
-    if tag == "frozen":
-        return {"scope": "frozen", "captions": None, "epoch": 0}
-    m = _TAG.match(tag)
-    if m is None:
-        return None
-    epoch = m.group("epoch")
-    return {"scope": m.group("scope"), "captions": m.group("captions"), "epoch": int(epoch) if epoch else None}
-
-
-def available_bundles(profile: str, *, stages: bool = False) -> dict[str, Path]:
-    """Bundles present under ``results/<profile>/embeddings``: {tag: path}, final models only
-    unless ``stages`` (then intermediate ``_epoch<k>`` bundles too)."""
-    folder = paths.embeddings_file(profile, "x").parent
-    found = {}
-    for path in sorted(folder.glob("*.npz")):
-        info = parse_tag(path.stem)
-        if info is not None and (stages or info["epoch"] is None or info["scope"] == "frozen"):
-            found[path.stem] = path
-    return found
-
-
-def load_bundles(profile: str, *, stages: bool = False) -> dict[str, dict[str, np.ndarray]]:
-    """The available bundles loaded: {tag: bundle} (see ``available_bundles``)."""
-    return {tag: load_bundle(path) for tag, path in available_bundles(profile, stages=stages).items()}
-
-
-def expected_tags(scopes: Sequence[str] = ("vision", "text", "full"), prompts: Sequence[str] = ("curated", "control")) -> list[str]:
-    """The final-model tags a complete study has: ``frozen`` and ``<scope>-<prompt>``."""
-    return ["frozen"] + [f"{s}-{c}" for s in scopes for c in prompts]
-
-
-def missing_bundles(profile: str, scopes=("vision", "text", "full"), prompts=("curated", "control")) -> list[str]:
-    """Expected final-model tags whose bundle is absent."""
-    have = available_bundles(profile)
-    return [t for t in expected_tags(scopes, prompts) if t not in have]
-
-
 # ------------------------------------------------------------------------- metrics
 
 
@@ -144,7 +99,7 @@ def collect_metrics(
     for tag, path in bundles.items():
         info = parse_tag(tag)
         bundle = load_bundle(path)
-        sets = caption_sets(bundle) if info["scope"] == "frozen" else [info["captions"]]
+        sets = caption_sets(bundle) if info.scope == "frozen" else [info.captions]
         jobs += [(tag, bundle, c) for c in sets]
     frames, names = [], {}
     for tag, bundle, captions in tqdm(jobs, desc="evaluating", disable=not progress):
@@ -198,7 +153,7 @@ def paired_differences(df: pd.DataFrame, names: dict[str, tuple] | None = None, 
 
 def write_metrics(df: pd.DataFrame, profile: str, path: Path | None = None) -> Path:
     """``results/<profile>/metrics.csv`` with a stamp beside it."""
-    path = Path(path) if path else paths.results_dir(profile) / "metrics.csv"
+    path = Path(path) if path else results_dir(profile) / "metrics.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     df[ROW_COLUMNS].to_csv(path, index=False, float_format="%.6f")
     write_stamp(path, profile=profile, rows=len(df))
@@ -462,7 +417,7 @@ def write_tables(df: pd.DataFrame, profile: str, *, note: str = "", B: int | Non
 
     Table 1 holds the curated table, and a catalog table when catalog rows exist.
     """
-    folder = Path(folder) if folder else paths.results_dir(profile)
+    folder = Path(folder) if folder else results_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
     line = stamp_line(profile)
     md, tex = [f"<!-- {line} -->", ""], [f"% {line}"]

@@ -17,18 +17,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-BASE_MODEL = "google/siglip2-base-patch16-224"
-TINY_MODEL = "tiny"  # built locally by radioalign.model.build_tiny_siglip, no download
+from ..model import BASE_MODEL, TINY_MODEL
 
 # The authors' learning rate per (scope, captions) run (REFERENCE §3). The curated
 # both-towers command is not in their log; the paper states 2.5e-5.
+# Keys are run tags ``<scope>-<captions>``; a run not listed takes DEFAULT_LEARNING_RATE.
+DEFAULT_LEARNING_RATE = 2.5e-5
 PAPER_LEARNING_RATES = {
-    ("vision", "curated"): 2.5e-5,
-    ("text", "curated"): 2.5e-5,
-    ("full", "curated"): 2.5e-5,
-    ("vision", "control"): 2.5e-5,
-    ("text", "control"): 5e-6,
-    ("full", "control"): 5e-6,
+    "vision-curated": 2.5e-5,
+    "text-curated": 2.5e-5,
+    "full-curated": 2.5e-5,
+    "vision-control": 2.5e-5,
+    "text-control": 5e-6,
+    "full-control": 5e-6,
 }
 
 
@@ -59,12 +60,18 @@ class Profile:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Every value, JSON-ready: what each stamp records (overrides included)."""
         d = asdict(self)
-        d["learning_rates"] = {f"{s}-{c}": lr for (s, c), lr in self.learning_rates.items()}
+        for key, value in d.items():
+            if isinstance(value, tuple):
+                d[key] = list(value)
+        d["learning_rates"] = dict(self.learning_rates)
         return d
 
     def learning_rate(self, scope: str, captions: str) -> float:
-        return self.learning_rates.get((scope, captions), 2.5e-5)
+        """The one place a run's learning rate is decided: the profile's entry for
+        ``<scope>-<captions>``, else ``DEFAULT_LEARNING_RATE``."""
+        return float(self.learning_rates.get(f"{scope}-{captions}", self.learning_rates.get("default", DEFAULT_LEARNING_RATE)))
 
 
 PROFILES: dict[str, Profile] = {
@@ -97,7 +104,7 @@ PROFILES: dict[str, Profile] = {
         patience=2,
         batch_size=8,
         grad_accum=1,
-        learning_rates={k: 1e-3 for k in PAPER_LEARNING_RATES},
+        learning_rates={k: 1e-3 for k in PAPER_LEARNING_RATES} | {"default": 1e-3},
         eval_epochs=(1,),
         bootstrap=100,
         note="Smoke profile: synthetic images, catalogue captions, a tiny random SigLIP. Numbers test the pipeline, not the science.",
@@ -118,5 +125,27 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     for key in ("prompts", "scopes", "eval_epochs", "extra_captions"):
         if key in changes and isinstance(changes[key], (list, str)):
             value = changes[key]
-            changes[key] = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
+            changes[key] = tuple(v.strip() for v in value.split(",")) if isinstance(value, str) else tuple(value)
+    if "eval_epochs" in changes:
+        changes["eval_epochs"] = tuple(int(e) for e in changes["eval_epochs"])
+    if "learning_rates" in changes:  # overrides name runs; the others keep the profile's rates
+        rates = dict(changes["learning_rates"])
+        bad = [k for k in rates if k != "default" and k.split("-")[0] not in ("vision", "text", "full")]
+        if bad:
+            raise ValueError(f"learning_rates keys are run tags like 'full-curated', not {bad}")
+        changes["learning_rates"] = {**base.learning_rates, **{k: float(v) for k, v in rates.items()}}
     return replace(base, **changes)
+
+
+def finetune_config(profile: Profile, scope: str, captions: str):
+    """The :class:`radioalign.train.FinetuneConfig` of one run of ``profile``: its rank,
+    learning rate (:meth:`Profile.learning_rate`), batches, epochs, stopping, seed,
+    preprocessing and embedding dtype. Validated here, before any run writes a file."""
+    from ..train import FinetuneConfig
+
+    return FinetuneConfig(
+        scope=scope, r=profile.lora_r, lr=profile.learning_rate(scope, captions), batch_size=profile.batch_size,
+        grad_accum=profile.grad_accum, epochs=profile.epochs, patience=profile.patience, seed=profile.seed,
+        val_fraction=profile.val_fraction, eval_epochs=profile.eval_epochs, preprocessing=profile.preprocessing,
+        embed_dtype=profile.dtype,
+    )  # fmt: skip

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .paths import models_dir
-from .profiles import TINY_MODEL, get_profile
+from ..model import TINY_MODEL
+from ..paths import models_dir
+from .profiles import get_profile
 
 
 def prefetch_model(name: str) -> Path | None:
@@ -27,8 +28,8 @@ def prefetch_model(name: str) -> Path | None:
 
 
 def prefetch(profile: str) -> None:
-    from .captions import load_published_captions
-    from .data import load_mirabest
+    from ..captions import load_published_captions
+    from ..data import load_mirabest
 
     P = get_profile(profile)
     for split in ("train", "test"):

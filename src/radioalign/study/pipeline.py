@@ -5,9 +5,9 @@ the previous step's key; a step whose key did not change since its last successf
 run is skipped, so a second ``make paper`` takes seconds. Executed notebooks are
 kept in ``build/<profile>/``.
 
-    python -m radioalign.pipeline --profile smoke
-    python -m radioalign.pipeline --download --profile paper   # prefetch for offline nodes
-    python -m radioalign.pipeline --references                 # regenerate tests/notebooks/
+    python -m radioalign.study.pipeline --profile smoke
+    python -m radioalign.study.pipeline --download --profile paper   # prefetch for offline nodes
+    python -m radioalign.study.pipeline --references                 # regenerate tests/notebooks/
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import figures_dir, repo_root, results_dir
+from ..paths import repo_root
+from .layout import figures_dir, results_dir
 from .profiles import PROFILES, get_profile
 
 NOTEBOOKS = (
@@ -112,7 +113,7 @@ def publish(profile: str = "paper") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radioalign.pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m radioalign.study.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="paper", choices=sorted(PROFILES))
     parser.add_argument("--timeout", type=int, default=7200, help="execution timeout per cell, seconds")
     parser.add_argument("--force", action="store_true", help="rerun every step")

@@ -5,7 +5,7 @@ the build happens in ``paper/build/P/``: ``report.tex`` is copied there and
 ``generated/`` is filled from ``results/P`` (tables, figures, a stamp), so building the
 smoke report never touches the published ``paper/generated/`` of the paper profile.
 
-    python -m radioalign.report --profile smoke     # -> paper/build/smoke/report.pdf
+    python -m radioalign.study.report --profile smoke     # -> paper/build/smoke/report.pdf
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .paths import figures_dir, repo_root, results_dir
-from .provenance import stamp
+from ..paths import repo_root
+from ..provenance import stamp
+from .layout import figures_dir, results_dir
 
 TABLES = ("table1.tex", "comparison.tex", "table1.md", "metrics.csv")
 
@@ -81,7 +82,7 @@ def build(profile: str, *, latexmk: str = "latexmk") -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radioalign.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m radioalign.study.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="paper")
     args = parser.parse_args(argv)
     build(args.profile)

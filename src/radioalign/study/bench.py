@@ -1,4 +1,4 @@
-"""Throughput benchmark: ``python -m radioalign.bench`` (``make bench``).
+"""Throughput benchmark: ``python -m radioalign.study.bench`` (``make bench``).
 
 On the study's architecture (SigLIP 2 base: ViT-B/16 at 224 px, a 12-layer text tower
 with the 256k Gemma vocabulary; random weights, nothing downloaded) it measures, in one
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .embed import autocast, embed_images, embed_texts, resolve_dtype
-from .model import apply_lora, default_device, text_max_length
-from .train import _resolve_mixed_precision, batch_loss
+from ..embed import autocast, embed_images, embed_texts, resolve_dtype
+from ..model import apply_lora, default_device, text_max_length
+from ..train import _resolve_mixed_precision, batch_loss
 
 IMAGE_GFLOP = 35.4  # ViT-B/16 forward at 224 px, pooling head included
 TEXT_GFLOP = 11.0  # SigLIP base text tower forward on 64 tokens
@@ -118,7 +118,7 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, *, max_n: int | None =
 def _tiny_processor():
     # A tokenizer built locally (no download): caption ids fall inside the 256k vocabulary,
     # and padding to 64 tokens makes the text cost independent of the words.
-    from .model import build_tiny_siglip
+    from ..model import build_tiny_siglip
     from transformers import AutoProcessor
 
     folder = build_tiny_siglip(Path(tempfile.gettempdir()) / "radioalign-bench-tiny-siglip")
@@ -285,7 +285,7 @@ def render(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radioalign.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m radioalign.study.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer and smaller batches (about a minute on 2 CPU cores)")
     parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best present)")
     parser.add_argument("--dtype", default="auto", help="embedding dtype (default auto)")
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(quick=args.quick, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     print(render(report))
     if args.json:
-        from .provenance import stamp
+        from ..provenance import stamp
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**report, "stamp": stamp()}, indent=2, default=str) + "\n")

@@ -1,0 +1,106 @@
+"""The study's inputs: a profile's MiraBest splits and stored captions, and the arrays
+of one model's bundle.
+
+These are the cells every notebook repeated; a notebook now calls
+``train, test = load_splits(P)`` and ``texts = study_captions(P, train, test)``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from ..captions import read_store
+from ..data import MiraBest, load_mirabest
+from ..embed import embed_images, embed_texts
+from .layout import captions_store
+
+
+def load_splits(profile) -> tuple[MiraBest, MiraBest]:
+    """``(train, test)`` of the profile's MiraBest version, cut to ``profile.limit`` items each."""
+    out = []
+    for split in ("train", "test"):
+        ds = load_mirabest(split, version=profile.data_version)
+        if profile.limit:
+            ds = ds.subset(range(min(profile.limit, len(ds))))
+        out.append(ds)
+    return out[0], out[1]
+
+
+def describe_splits(train, test, texts=None) -> str:
+    """One line per split: sizes by class and the caption sets present."""
+    lines = []
+    for split, ds in (("train", train), ("test", test)):
+        line = f"{split}: {len(ds)} images ({int((ds.labels == 0).sum())} FR-I, {int((ds.labels == 1).sum())} FR-II)"
+        if texts:
+            line += ", " + ", ".join(f"{len(texts[p][split])} {p} captions" for p in texts)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def study_captions(profile, train, test, *, source: str | None = None, prompts: Sequence[str] | None = None) -> dict:
+    """``{prompt: {"train": [...], "test": [...]}}``: the stored captions of each prompt set in
+    dataset order (``[store[name] for name in ds.names]``), read from
+    ``layout.captions_store(profile.name, source, prompt, split)`` (notebook 01 writes them),
+    plus each of ``profile.extra_captions`` (its curated prompt, keyed by the source's
+    name, e.g. ``"catalog"``) when notebook 01 stored it for every item.
+
+    Raises ``KeyError`` naming the items without a successful caption.
+    """
+    source = source or profile.caption_source
+    out: dict[str, dict[str, list[str]]] = {}
+    for prompt in prompts or profile.prompts:
+        out[prompt] = {}
+        for split, ds in (("train", train), ("test", test)):
+            path = captions_store(profile.name, source, prompt, split)
+            store = read_store(path)
+            missing = [name for name in ds.names if name not in store]
+            if missing:
+                raise KeyError(
+                    f"{len(missing)} of {len(ds.names)} {split} items have no {prompt} caption in {path} "
+                    f"(e.g. {missing[:3]}): rerun notebooks/01_captioning.ipynb"
+                )
+            out[prompt][split] = [store[name] for name in ds.names]
+    # Further caption conditions (e.g. the catalogue's) enter under the source's name when
+    # notebook 01 stored them for every item; they are evaluated, not trained on.
+    for extra in getattr(profile, "extra_captions", ()):
+        if extra == source or extra in out:
+            continue
+        files = {split: captions_store(profile.name, extra, "curated", split) for split in ("train", "test")}
+        if not all(f.is_file() for f in files.values()):
+            continue
+        stores = {split: read_store(f) for split, f in files.items()}
+        if all(name in stores[split] for split, ds in (("train", train), ("test", test)) for name in ds.names):
+            out[extra] = {split: [stores[split][name] for name in ds.names] for split, ds in (("train", train), ("test", test))}
+    return out
+
+
+def embed_study(
+    model,
+    processor,
+    train,
+    test,
+    texts: dict,
+    *,
+    preprocessing: str = "paper",
+    dtype="auto",
+    cache_dir: str | os.PathLike | None = None,
+    lowercase: bool | None = None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """A bundle's arrays for one model: images and every prompt set's captions, train and
+    test, plus labels and names (pass the result to ``bundles.write_bundle``)."""
+    arrays: dict[str, np.ndarray] = {}
+    for split, ds in (("train", train), ("test", test)):
+        arrays[f"image_{split}"] = embed_images(
+            model, ds.images, preprocessing=preprocessing, dtype=dtype, cache_dir=cache_dir, progress=progress
+        )
+        for prompt, by_split in texts.items():
+            arrays[f"text_{prompt}_{split}"] = embed_texts(
+                model, processor, by_split[split], dtype=dtype, cache_dir=cache_dir, lowercase=lowercase, progress=progress
+            )
+        arrays[f"labels_{split}"] = np.asarray(ds.labels, dtype=np.int64)
+        arrays[f"names_{split}"] = np.asarray(list(ds.names), dtype=str)
+    return arrays

@@ -1,0 +1,51 @@
+"""The study's LoRA runs: one profile, one scope, one caption set -> a run folder and its bundles."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ..model import load_siglip
+from ..train import FinetuneResult, finetune
+from .bundles import Tag, write_bundle
+from .layout import run_dir
+from .profiles import finetune_config
+
+
+def eval_sets(train, test, texts: Mapping[str, Mapping[str, Sequence[str]]]) -> dict[str, Any]:
+    """What every run embeds at its saved stages: both image splits and every caption set."""
+    sets: dict[str, Any] = {"image_train": train.images, "image_test": test.images}
+    for prompt, by_split in texts.items():
+        for split, ds in (("train", train), ("test", test)):
+            if len(by_split[split]) != len(ds.images):
+                raise ValueError(f"{prompt} {split}: {len(by_split[split])} captions for {len(ds.images)} images")
+            sets[f"text_{prompt}_{split}"] = list(by_split[split])
+    return sets
+
+
+def run_one(profile, scope: str, captions: str, *, train, test, texts, model=None, processor=None, progress: bool = True) -> FinetuneResult:
+    """Fine-tune ``scope`` on the ``captions`` prompt set with the profile's settings and write
+    the run folder ``layout.run_dir(profile.name, "<scope>-<captions>")`` and its bundles.
+
+    ``train`` / ``test`` are datasets with ``.images``, ``.labels`` and ``.names``;
+    ``texts[prompt][split]`` the captions in dataset order for every caption set (all are
+    embedded, whichever one trains). ``model`` / ``processor`` default to
+    ``load_siglip(profile.model)``. Bundles: ``<scope>-<captions>`` (final model) and
+    ``<scope>-<captions>_epoch<k>`` (each of ``profile.eval_epochs`` reached).
+    """
+    if captions not in texts:
+        raise ValueError(f"no {captions!r} captions among {sorted(texts)}")
+    run = Tag(scope, captions)
+    config = finetune_config(profile, scope, captions)
+    if model is None or processor is None:
+        model, processor = load_siglip(profile.model)
+    result = finetune(
+        model, processor, train.images, texts[captions]["train"], config=config,
+        output_dir=run_dir(profile.name, run.run), eval_sets=eval_sets(train, test, texts),
+        stamp_profile=profile, progress=progress,
+    )  # fmt: skip
+    extras = dict(labels_train=train.labels, labels_test=test.labels, names_train=train.names, names_test=test.names)
+    complete = {"curated", "control"} <= set(texts)  # the bundle contract's two caption sets
+    for stage, arrays in result.embeddings.items():
+        epoch = None if stage == "final" else int(stage.removeprefix("epoch"))
+        write_bundle(profile, run.at_epoch(epoch), strict=complete, **arrays, **extras)
+    return result
