@@ -14,15 +14,17 @@ TIMEOUT  ?= 7200
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help setup paper test lab bench download references pdf clean
+.PHONY: help setup paper test test-fast lab bench download references notebooks-index pdf clean
 
 help:
 	@echo "make paper [PROFILE=paper|cpu|smoke]  run notebooks 01..06 headless, write results/<profile>/"
-	@echo "make test                            the offline test suite"
+	@echo "make test                            the offline test suite (runs the smoke study once)"
+	@echo "make test-fast                       the tests not marked slow (under a minute)"
 	@echo "make lab                             JupyterLab on notebooks/"
 	@echo "make bench                           throughput benchmark (no download)"
 	@echo "make download                        prefetch data, captions and model for offline nodes"
 	@echo "make references                      regenerate tests/notebooks/ (smoke profile)"
+	@echo "make notebooks-index                 rewrite the Colab cells and the README's notebook table"
 	@echo "make pdf                             build the reproduction report in paper/"
 
 $(STAMP): pyproject.toml
@@ -36,14 +38,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Unit tests, then nbval re-executes the committed smoke references (tests/notebooks/)
-# into a fresh results folder and compares the cells marked # NBVAL_CHECK_OUTPUT.
+# nbval re-executes the committed smoke references (tests/notebooks/) into a fresh
+# results folder and compares the cells marked # NBVAL_CHECK_OUTPUT: that is the session's
+# one smoke study; tests/test_pipeline.py checks what it wrote (tests/conftest.py orders
+# it after the references). Then the unit tests.
 TEST_RESULTS := build/test-results
+OFFLINE  := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 test: $(STAMP)
 	rm -rf $(TEST_RESULTS)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RADIOALIGN_RESULTS_DIR=$(CURDIR)/$(TEST_RESULTS) \
+	$(OFFLINE) RADIOALIGN_RESULTS_DIR=$(CURDIR)/$(TEST_RESULTS) \
 	  $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/notebooks/sanitize.cfg \
 	  --nbval-cell-timeout=600 $(PYTEST_ARGS)
+
+# No notebooks, nothing marked slow.
+test-fast: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 paper: $(STAMP)
 	$(BIN)/python -m radioalign.study.pipeline --profile $(PROFILE) --timeout $(TIMEOUT)
@@ -59,6 +68,9 @@ download: $(STAMP)
 
 references: $(STAMP)
 	$(BIN)/python -m radioalign.study.pipeline --references
+
+notebooks-index: $(STAMP)
+	$(BIN)/python -m radioalign.study.notebooks_index
 
 pdf: $(STAMP)
 	$(BIN)/python -m radioalign.study.report --profile $(PROFILE)

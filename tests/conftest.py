@@ -68,3 +68,123 @@ def tiny(tiny_siglip_dir):
     from tiny_siglip import load_tiny
 
     return load_tiny(tiny_siglip_dir)
+
+
+# ---------------------------------------------------------------------------
+# The session's one smoke study.
+#
+# `make test` runs nbval over the smoke references in tests/notebooks/: that run *is* the
+# smoke study, written to $RADIOALIGN_RESULTS_DIR. Tests that take the `smoke_study`
+# fixture check what it wrote; they are moved after the notebooks, whatever the order of
+# collection. When the references are not part of the session (`pytest tests/test_pipeline.py`),
+# the fixture runs `make paper PROFILE=smoke`'s pipeline once instead.
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+SENTINEL_KEY = "fake-gemini-key-radioalign-sentinel-0123456789abcdef"
+KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+
+@dataclass
+class SmokeStudy:
+    """What one smoke study left behind: its results folder, the folders to search for
+    the key (only files written since ``since``), and every text it printed."""
+
+    results: Path
+    written: list[Path]
+    since: float
+    outputs: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    runner: str = "nbval"
+
+
+_NBVAL = pytest.StashKey[SmokeStudy]()
+
+
+def _is_nbval_cell(item) -> bool:
+    return type(item).__name__ == "IPyNbCell"
+
+
+def _study(config) -> SmokeStudy:
+    return config.stash.setdefault(_NBVAL, SmokeStudy(results=Path(), written=[], since=time.time()))
+
+
+def pytest_sessionstart(session):
+    _study(session.config)  # `since`: the session's start
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection: only what really runs
+def pytest_collection_modifyitems(config, items):
+    from radioalign.study.pipeline import NOTEBOOKS
+
+    notebooks = {Path(str(item.fspath)).stem for item in items if _is_nbval_cell(item)}
+    _study(config).runner = "nbval" if set(NOTEBOOKS) <= notebooks else ""
+    late = [item for item in items if "smoke_study" in getattr(item, "fixturenames", ())]
+    if late:
+        ids = {id(item) for item in late}
+        items[:] = [item for item in items if id(item) not in ids] + late
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    # The references' kernels start in their first cell's set-up: with a key in their
+    # environment, as a user with a Gemini key would run them.
+    if not _is_nbval_cell(item):
+        return (yield)
+    saved = {name: os.environ.get(name) for name in KEY_VARIABLES}
+    os.environ.update(dict.fromkeys(KEY_VARIABLES, SENTINEL_KEY))
+    try:
+        return (yield)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if _is_nbval_cell(item) and call.when == "call":
+        study = _study(item.config)
+        study.outputs.append(json.dumps(getattr(item, "test_outputs", None) or [], default=str))
+        if report.failed:
+            study.failed.append(item.nodeid)
+    return report
+
+
+def _pipeline_study(tmp: Path) -> SmokeStudy:
+    """`make paper PROFILE=smoke` in a subprocess, with the key in its environment."""
+    from radioalign import paths
+
+    results, build, data = tmp / "results", tmp / "build", tmp / "data"
+    env = dict(os.environ, RADIOALIGN_RESULTS_DIR=str(results), RADIOALIGN_DATA_DIR=str(data), HF_HUB_OFFLINE="1")
+    env.update(dict.fromkeys(KEY_VARIABLES, SENTINEL_KEY))
+    code = f"from pathlib import Path; from radioalign.study.pipeline import run; run('smoke', build=Path({str(build)!r}))"
+    since = time.time()
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    failed = [] if done.returncode == 0 else [f"pipeline exit {done.returncode}: {done.stdout[-2000:]}{done.stderr[-2000:]}"]
+    return SmokeStudy(
+        results=results / "smoke", written=[results, build, data, paths.cache_dir()], since=since,
+        outputs=[done.stdout, done.stderr], failed=failed, runner="pipeline",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def smoke_study(request, tmp_path_factory) -> SmokeStudy:
+    """This session's smoke study: the nbval run of the references when the session has
+    all of them, else one pipeline run into a temporary folder."""
+    study = _study(request.config)
+    if study.runner != "nbval":
+        return _pipeline_study(tmp_path_factory.mktemp("smoke"))
+    from radioalign import paths
+    from radioalign.study.layout import results_dir
+
+    study.results = results_dir("smoke")
+    study.written = [study.results, paths.data_dir(), paths.cache_dir()]
+    return study

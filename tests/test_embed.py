@@ -9,7 +9,7 @@ import pytest
 import torch
 from tiny_siglip import load_tiny, toy_captions, toy_images
 
-from radioalign.embed import bf16_is_fast, embed_images, embed_texts, resolve_dtype
+from radioalign.embed import embed_images, embed_texts, resolve_dtype
 from radioalign.study.bundles import BUNDLE_KEYS, load_bundle, save_bundle
 from radioalign.model import apply_lora
 
@@ -47,13 +47,44 @@ def test_text_embeddings_shape_and_order(tiny):
     np.testing.assert_allclose(all_[3:4], one, rtol=1e-4, atol=1e-5)
 
 
-def test_auto_dtype_follows_the_hardware():
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    fast = "avx512_bf16" in flags or "amx_bf16" in flags
-    if flags:
-        assert bf16_is_fast("cpu") == fast
-    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if bf16_is_fast("cpu") else torch.float32)
-    assert resolve_dtype("bf16", "cpu") == torch.bfloat16
+def test_auto_dtype_follows_the_hardware(monkeypatch):
+    import radioalign.embed as embed_module
+
+    def cpu_probe(cpuinfo: str | None, torch_probe: bool) -> bool:
+        """The CPU probe on a machine with this /proc/cpuinfo (None: none, as on macOS)
+        and this answer from PyTorch's own probe."""
+
+        class FakePath:
+            def __init__(self, *_):
+                pass
+
+            def read_text(self):
+                if cpuinfo is None:
+                    raise OSError("no /proc/cpuinfo")
+                return cpuinfo
+
+        monkeypatch.setattr(embed_module, "Path", FakePath)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: torch_probe, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+        embed_module._cpu_has_fast_bf16.cache_clear()
+        try:
+            return embed_module._cpu_has_fast_bf16()
+        finally:
+            embed_module._cpu_has_fast_bf16.cache_clear()
+
+    assert cpu_probe("flags\t: fpu sse2 avx2 avx512f avx512_bf16", torch_probe=False)
+    assert cpu_probe("flags\t: fpu sse2 avx2 amx_bf16 amx_tile", torch_probe=False)
+    assert not cpu_probe("flags\t: fpu sse2 avx2 avx512f", torch_probe=False), "AVX-512 without BF16 emulates it"
+    assert cpu_probe(None, torch_probe=True) and not cpu_probe(None, torch_probe=False)
+
+    # "auto": bfloat16 exactly where the device runs it natively, float32 elsewhere.
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(embed_module, "_cpu_has_fast_bf16", lambda native=native: native)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, native=native, **k: native)
+        assert resolve_dtype("auto", "cpu") == expected
+        assert resolve_dtype("auto", torch.device("cuda", 0)) == expected
+        assert resolve_dtype("auto", "mps") == torch.float32, "MPS and others: float32"
+    assert resolve_dtype("bf16", "cpu") == torch.bfloat16 and resolve_dtype(torch.float16) == torch.float16
     with pytest.raises(ValueError, match="unknown dtype"):
         resolve_dtype("int8")
 
@@ -164,7 +195,7 @@ def test_bundle_rejects_broken_contents(tmp_path):
 
 def test_benchmark_pieces_run_on_the_tiny_model(tiny_siglip_dir):
     # (no timing asserted: a smoke test that `python -m radioalign.bench` can run its steps)
-    from radioalign.study.bench import bench_images, bench_texts, bench_train_step, matmul_peak
+    from radioalign.study.bench import bench_epoch, bench_images, bench_texts, bench_train_step, matmul_peak, render_epochs
 
     model, processor = load_tiny(tiny_siglip_dir)
     peak = matmul_peak(torch.float32, torch.device("cpu"), max_n=256, budget_s=0.05)
@@ -175,6 +206,16 @@ def test_benchmark_pieces_run_on_the_tiny_model(tiny_siglip_dir):
     result, plain = bench_train_step(model, "full", batch=2, steps=1, device=torch.device("cpu"))
     assert result["seconds_per_step"] > 0 and result["precision"] == "no"
     assert not any("lora_" in n for n, _ in plain.named_parameters()), "adapters removed for the next scope"
+    epochs = []
+    for scope in ("text", "full"):
+        result, plain = bench_epoch(plain, scope, batch=2, batches=1, device=torch.device("cpu"))
+        assert not any("lora_" in n for n, _ in plain.named_parameters())
+        epochs.append(result)
+    text, full = epochs
+    assert text["frozen_tower"] == "vision" and text["on"]["epoch_seconds"] > 0 and text["on"]["cache_seconds"] > 0
+    assert full["frozen_tower"] is None and "on" not in full and full["off"]["epoch_seconds"] > 0
+    table = render_epochs(epochs)
+    assert any(line.split()[0] == "text" for line in table) and any("n/a" in line for line in table)
 
 
 def test_study_captions_come_in_dataset_order(tmp_path, monkeypatch):

@@ -11,6 +11,8 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from radioalign import metrics as M
 from radioalign.metrics import class_recall_at_1, knn_f1, linear_probe_f1, mean_cosine, recall_at_k
+from radioalign.study import evaluation as E
+from radioalign.study.bundles import caption_sets
 
 
 def _separable(n_train=40, n_test=20, dim=6, seed=0, gap=4.0):
@@ -271,9 +273,9 @@ def test_bootstrap_indices_shared_and_seeded():
 
 
 def test_evaluate_bundle_intervals_contain_point_estimates():
-    bundle = M.synthetic_bundle(60, 40, 8, noise=2.5, seed=1)
-    df = M.evaluate_bundle(bundle, "curated", tag="vision-curated", bootstrap=200, protocols=("paper",), return_replicates=True)
-    assert list(df.columns[:10]) == M.ROW_COLUMNS
+    bundle = E.synthetic_bundle(60, 40, 8, noise=2.5, seed=1)
+    df = E.evaluate_bundle(bundle, "curated", tag="vision-curated", bootstrap=200, protocols=("paper",), return_replicates=True)
+    assert list(df.columns[:10]) == E.ROW_COLUMNS
     assert set(df["model"]) == {"vision"} and set(df["n"]) == {40}
     assert (df["low"] <= df["value"] + 1e-12).all() and (df["value"] <= df["high"] + 1e-12).all()
     assert (df["high"] - df["low"] > 0).any(), "noisy data must give intervals of non-zero width"
@@ -296,7 +298,109 @@ def test_evaluate_bundle_intervals_contain_point_estimates():
 
 
 def test_evaluate_bundle_missing_captions():
-    bundle = M.synthetic_bundle(20, 10, 4)
+    bundle = E.synthetic_bundle(20, 10, 4)
     with pytest.raises(KeyError, match="catalog"):
-        M.evaluate_retrieval(bundle, "catalog", bootstrap=0)
-    assert M.caption_sets(bundle) == ["control", "curated"]
+        E.evaluate_bundle(bundle, "catalog", bootstrap=0)
+    assert caption_sets(bundle) == ["control", "curated"]
+
+
+# ------------------------------------------------------------ gallery bootstrap
+
+
+def _gallery_replicate_by_loop(sim, labels, resample, k):
+    """One resample's replicates written out from the definition (retrieval module docstring)."""
+    n = len(resample)
+    s = np.array([[sim[i, j] for j in resample] for i in resample])
+    lab = labels[resample]
+    hits = {"i2t": [], "t2i": [], "class_i2t": [], "class_t2i": []}
+    for a in range(n):
+        competitors = [b for b in range(n) if resample[b] != resample[a]]  # copies of the pair are the pair
+        hits["i2t"].append(1 + sum(s[a, b] >= s[a, a] - M.TIE_TOL for b in competitors) <= k)
+        hits["t2i"].append(1 + sum(s[b, a] >= s[a, a] - M.TIE_TOL for b in competitors) <= k)
+        top_i2t = [b for b in range(n) if s[a, b] >= s[a].max() - M.TIE_TOL]
+        top_t2i = [b for b in range(n) if s[b, a] >= s[:, a].max() - M.TIE_TOL]
+        hits["class_i2t"].append(all(lab[b] == lab[a] for b in top_i2t))
+        hits["class_t2i"].append(all(lab[b] == lab[a] for b in top_t2i))
+    return {key: np.mean(v) for key, v in hits.items()}
+
+
+def test_gallery_replicates_follow_the_definition_with_copies_and_real_ties():
+    rng = np.random.default_rng(11)
+    img = rng.normal(size=(12, 4))
+    txt = img + rng.normal(size=(12, 4))
+    txt[5] = txt[3]  # a caption shared verbatim by two images: a real tie, which counts against the pair
+    labels = np.arange(12) % 2
+    sim = M.similarity_matrix(img, txt)
+    idx = M.bootstrap_indices(12, 40, seed=3)
+    assert any(len(set(r)) < 12 and 3 in r and 5 in r for r in idx)  # copies and the real tie both occur
+    for k in (1, 3):
+        reps = M.gallery_replicates(sim, idx, ks=(k,), labels=labels)
+        for r, resample in enumerate(idx):
+            expected = _gallery_replicate_by_loop(sim, labels, resample, k)
+            assert reps[f"recall@{k}"]["i2t"][r] == pytest.approx(expected["i2t"])
+            assert reps[f"recall@{k}"]["t2i"][r] == pytest.approx(expected["t2i"])
+            assert reps["class_recall@1"]["i2t"][r] == pytest.approx(expected["class_i2t"])
+            assert reps["class_recall@1"]["t2i"][r] == pytest.approx(expected["class_t2i"])
+
+
+def test_gallery_replicates_without_resampling_are_the_point_values():
+    rng = np.random.default_rng(12)
+    img, labels = rng.normal(size=(30, 6)), np.arange(30) % 2
+    txt = img + 1.2 * rng.normal(size=(30, 6))
+    reps = M.gallery_replicates(M.similarity_matrix(img, txt), np.arange(30)[None, :], ks=(1, 5), labels=labels)
+    for direction in ("i2t", "t2i"):
+        for k in (1, 5):
+            assert reps[f"recall@{k}"][direction][0] == pytest.approx(recall_at_k(img, txt, k=k, direction=direction))
+        assert reps["class_recall@1"][direction][0] == pytest.approx(class_recall_at_1(img, txt, labels, direction=direction))
+
+
+def _rows(rows):
+    return {(r["metric"], r["modality"]): r for r in rows}
+
+
+def test_gallery_intervals_on_random_embeddings_cover_chance_and_are_wider():
+    n, B = 100, 1000
+    idx = M.bootstrap_indices(n, B, seed=0)
+    labels = np.arange(n) % 2
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        img, txt = rng.normal(size=(n, 16)), rng.normal(size=(n, 16))
+        rows = _rows(M.evaluate_retrieval(img, txt, labels, bootstrap=B, seed=0))
+        # the old interval: per-query hits against the fixed full gallery, resampled
+        fixed = {
+            "recall@1": M.retrieval_hits(img, txt, 1),
+            "class_recall@1": M.class_hits(img, txt, labels),
+        }
+        chance = {"recall@1": 1 / n, "class_recall@1": 0.5}
+        for metric, hits in fixed.items():
+            row = rows[metric, "image-text"]
+            lo, hi = M.percentile_interval(((hits["i2t"] + hits["t2i"]) / 2)[idx].mean(axis=1))
+            assert row["low"] <= chance[metric] <= row["high"], (seed, metric)
+            assert row["high"] - row["low"] > hi - lo, (seed, metric)
+
+
+def test_gallery_intervals_under_perfect_alignment():
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(40, 8))
+    rows = M.evaluate_retrieval(x, 2.5 * x, np.arange(40) % 2, ks=(1, 5), bootstrap=300, seed=1, return_replicates=True)
+    for r in rows:
+        if r["metric"] != "mean_cosine":  # every resample still retrieves every pair: copies are not rivals
+            assert (r["value"], r["low"], r["high"]) == (1.0, 1.0, 1.0), (r["metric"], r["modality"])
+            np.testing.assert_array_equal(r["replicates"], 1.0)
+    assert {r["B"] for r in rows} == {300} and {r["n"] for r in rows} == {40}
+
+
+def test_retrieval_replicates_are_paired_across_models():
+    # two models on the same test items see the same resamples: replicate r of each is
+    # its metric on resample r, so differences of replicates are paired differences
+    rng = np.random.default_rng(14)
+    img = rng.normal(size=(20, 5))
+    a, b = img + 0.8 * rng.normal(size=(20, 5)), img + 2.0 * rng.normal(size=(20, 5))
+    idx = M.bootstrap_indices(20, 25, seed=2)
+    labels = np.arange(20) % 2
+    for txt in (a, b):
+        rows = _rows(M.evaluate_retrieval(img, txt, labels, bootstrap=25, seed=2, return_replicates=True))
+        sim = M.similarity_matrix(img, txt)
+        for r, resample in enumerate(idx):
+            expected = _gallery_replicate_by_loop(sim, labels, resample, 1)
+            assert rows["recall@1", "image-text"]["replicates"][r] == pytest.approx((expected["i2t"] + expected["t2i"]) / 2)

@@ -1,84 +1,92 @@
-"""Each figure function draws from small FAKE bundles and writes PNG + PDF with stamps."""
+"""The library's drawing primitives: one style, one palette, one savefig, no study inside."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.colors as mcolors  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from radioalign import plots  # noqa: E402
-from radioalign.metrics import synthetic_bundle  # noqa: E402
-
-TAGS = ["frozen", "vision-curated", "vision-control", "text-curated", "text-control", "full-curated",
-        "vision-curated_epoch1", "vision-control_epoch1", "text-curated_epoch1"]
+from radioalign.data import CLASS_NAMES  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def bundles():
-    return {tag: synthetic_bundle(24, 16, 6, noise=1.5, variant=v) for v, tag in enumerate(TAGS)}
+class Settings:
+    """A profile-like stamp object: anything with ``to_dict()``."""
+
+    def to_dict(self):
+        return {"name": "demo", "note": "a note", "seed": 3}
 
 
-def _check_written(paths, folder, name):
-    assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf"]
-    for p in paths:
-        assert p.parent == folder and p.stat().st_size > 1000
-        stamp = json.loads(p.with_name(p.name + ".stamp.json").read_text())
-        assert stamp["profile"] == "smoke" and stamp["figure"] == name
+def test_savefig_writes_each_format_with_a_stamp(tmp_path):
+    with plots.style():
+        fig, ax = plots.plt.subplots()
+        ax.plot([0, 1], [1, 0])
+    paths = plots.savefig(fig, tmp_path / "out", "figX", profile=Settings(), close=True, notebook="nb", extra=[1, 2])
+    assert [p.name for p in paths] == ["figX.png", "figX.pdf"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+    for p in paths:
+        stamp = json.loads(p.with_name(p.name + ".stamp.json").read_text())
+        assert stamp["profile"] == "demo" and stamp["profile_settings"]["seed"] == 3
+        assert stamp["figure"] == "figX" and stamp["notebook"] == "nb" and stamp["extra"] == [1, 2]
+        assert stamp["output"] == p.name
+    assert not plots.plt.fignum_exists(fig.number)
 
 
-def test_stage_similarity_numbers(bundles):
-    df = plots.stage_similarity(bundles, bootstrap=20)
-    text = df[df["panel"] == "text"]
-    assert list(text[text["run"] == "vision-curated"]["stage"]) == ["frozen", "epoch 1", "final"]
-    assert list(text[text["run"] == "full-control"]["stage"]) == ["frozen"]  # no final bundle for it
-    frozen = bundles["frozen"]
-    expected = np.mean(
-        np.sum(frozen["text_curated_test"] * frozen["text_control_test"], 1)
-        / np.linalg.norm(frozen["text_curated_test"], axis=1)
-        / np.linalg.norm(frozen["text_control_test"], axis=1)
-    )
-    assert text[text["stage"] == "frozen"]["mean"].iloc[0] == pytest.approx(expected)
-    image = df[df["panel"] == "image"]
-    # frozen: both "models" are the frozen one, so every image pair is identical
-    np.testing.assert_allclose(image[image["stage"] == "frozen"]["mean"], 1.0)
-    assert set(image[image["scope"] == "vision"]["stage"]) == {"frozen", "epoch 1", "final"}
-    assert set(image[image["scope"] == "full"]["stage"]) == {"frozen"}  # full-control missing
-    assert ((df["low"] <= df["mean"] + 1e-12) & (df["mean"] <= df["high"] + 1e-12)).all()
+def test_savefig_resolution_is_the_styles(tmp_path):
+    fig = plots.plt.figure(figsize=(2, 1))
+    png = plots.savefig(fig, tmp_path, "size", formats=("png",), close=True)[0]
+    width = int.from_bytes(png.read_bytes()[16:20], "big")
+    dpi = plots.STYLE["savefig.dpi"]
+    assert 1.6 * dpi < width <= (2 + 2 * 0.1) * dpi  # a 2-inch figure, tight box (0.1 in padding) at the style's dpi
 
 
-def test_every_figure_writes_png_and_pdf(bundles, tmp_path):
+def test_library_plots_know_nothing_of_the_study():
+    code = "import sys, radioalign.plots; print(sorted(m for m in sys.modules if m.startswith('radioalign.study')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_palette_is_the_papers():
+    assert plots.FR_LABELS == {0: CLASS_NAMES[0], 1: CLASS_NAMES[1]}
+    assert plots.FR_COLORS[0].lower() == "#440154" and plots.FR_COLORS[1].lower() == "#fde725"  # viridis ends
+
+    def contrast(colour):  # WCAG contrast ratio against white
+        rgb = np.array(mcolors.to_rgb(colour))
+        lin = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return 1.05 / (lin @ [0.2126, 0.7152, 0.0722] + 0.05)
+
+    assert contrast(plots.FR_COLORS[1]) < 2  # the reason for the ink colours
+    assert all(contrast(c) >= 4.5 for c in plots.FR_INK.values())
+
+
+def test_scatter_fills_and_edges_by_class():
+    xy = np.random.default_rng(0).normal(size=(10, 2))
+    labels = np.arange(10) % 2
+    fig, ax = plots.plt.subplots()
+    plots.scatter_classes(ax, xy, labels)
+    faces = {mcolors.to_hex(c) for coll in ax.collections for c in coll.get_facecolors()}
+    edges = {mcolors.to_hex(c) for coll in ax.collections for c in coll.get_edgecolors()}
+    assert faces == {c.lower() for c in plots.FR_COLORS.values()}
+    assert edges == {c.lower() for c in plots.FR_INK.values()}
+    plots.plt.close(fig)
+
+
+def test_violins_draw_spread_and_mark_constant_distributions():
     rng = np.random.default_rng(0)
-    figures = {
-        "fig1": plots.fig1_stage_similarity(bundles, bootstrap=20),
-        "fig2": plots.plot_examples(
-            rng.integers(0, 255, (2, 150, 150), dtype=np.uint8),
-            {"curated": ["A bright core with two lobes. " * 4, "A compact source."], "control": ["A blob.", "Two blobs."]},
-            [0, 1],
-            names=["a", "b"],
-        ),
-        "fig3": plots.fig3_pair_similarity(bundles),
-        "fig4": plots.fig4_tsne_frozen(bundles["frozen"], split="test"),
-        "fig5": plots.fig5_tsne_variants(bundles, split="test"),
-    }
-    for name, fig in figures.items():
-        _check_written(plots.savefig(fig, name, "smoke", folder=tmp_path, close=True), tmp_path, name)
-
-
-def test_class_colours_are_fixed(bundles):
-    fig = plots.fig4_tsne_frozen(bundles["frozen"], split="test")
-    colours = {mcolors.to_hex(c) for ax in fig.axes for coll in ax.collections for c in coll.get_facecolors()}
-    assert colours == {plots.FR_COLORS[0].lower(), plots.FR_COLORS[1].lower()}
-    fig5 = plots.fig5_tsne_variants(bundles, split="test", features="image")
-    missing = [ax for ax in fig5.axes if not ax.collections]
-    assert len(missing) == 1  # full-control has no bundle: one panel says so
-    assert "full-control" in missing[0].texts[0].get_text()
+    fig, ax = plots.plt.subplots()
+    plots.violin_panel(ax, {"spread": rng.normal(size=30), "same model": np.ones(30), "one": np.array([0.2])})
+    assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 1  # only "spread" has a body
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["spread", "same model", "one"]
+    plots.plt.close(fig)
 
 
 def test_tsne_small_sets_and_determinism():
@@ -90,25 +98,27 @@ def test_tsne_small_sets_and_determinism():
         plots.tsne_embed(x[:2])
 
 
-def test_examples_check_lengths():
+def test_caption_examples_title_each_image_with_its_class():
+    rng = np.random.default_rng(0)
+    fig = plots.caption_examples(rng.integers(0, 255, (2, 20, 20), dtype=np.uint8), [0, 1],
+                                 {"curated": ["A bright core with two lobes. " * 4, "A compact source."],
+                                  "control": ["A blob.", "Two blobs."]}, titles=["a", "b"])
+    titles = [ax.title for ax in fig.axes if ax.get_title()]
+    assert [t.get_text() for t in titles] == [f"{CLASS_NAMES[0]}\na", f"{CLASS_NAMES[1]}\nb"]
+    assert [mcolors.to_hex(t.get_color()) for t in titles] == [plots.FR_INK[0].lower(), plots.FR_INK[1].lower()]
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert sum(t.startswith("curated:") for t in texts) == 2 and sum(t.startswith("control:") for t in texts) == 2
+    plots.plt.close(fig)
+
+
+def test_caption_examples_check_lengths():
     with pytest.raises(ValueError, match="captions"):
-        plots.plot_examples(np.zeros((2, 8, 8)), {"curated": ["one"]}, [0, 1])
+        plots.caption_examples(np.zeros((2, 8, 8)), [0, 1], {"curated": ["one"]})
 
 
-def test_savefig_default_folder(monkeypatch, tmp_path):
-    monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
-    with plots.style():
-        fig = plots.plt.figure()
-    out = plots.savefig(fig, "figX", "smoke", close=True)
-    assert out[0] == tmp_path / "smoke" / "figures" / "figX.png"
-
-
-def test_figures_without_bundles_say_so(tmp_path):
-    empty = {}
-    assert plots.stage_similarity(empty).empty
-    for name, fig in {"fig1": plots.fig1_stage_similarity(empty), "fig3": plots.fig3_pair_similarity(empty),
-                      "fig5": plots.fig5_tsne_variants(empty)}.items():
-        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-        assert texts and all("no bundle" in t for t in texts), name
-        plots.plt.close(fig)
-    assert plots.pair_similarity_summary(empty).empty
+def test_caption_lengths_colour_by_caption_set():
+    ax = plots.caption_lengths({"curated (catalog)": [10, 70, 30], "control (catalog)": [5, 6]}, limit=64)
+    colours = [mcolors.to_hex(p.get_facecolor()[:3]) for p in ax.get_legend().get_patches()]
+    assert colours == [plots.CAPTION_COLORS["curated"].lower(), plots.CAPTION_COLORS["control"].lower()]
+    assert "33% > 64" in ax.get_legend().get_texts()[0].get_text()
+    plots.plt.close(ax.figure)

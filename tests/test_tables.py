@@ -12,7 +12,7 @@ import pytest
 
 from radioalign.study import tables as T
 from radioalign.study import bundles as B
-from radioalign.metrics import ROW_COLUMNS, synthetic_bundle
+from radioalign.study.evaluation import ROW_COLUMNS, synthetic_bundle
 
 # model -> (curated, control) for two rows; "full" has no control run for cosine.
 FIXED = {

@@ -9,13 +9,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from tiny_siglip import load_tiny, toy_captions, toy_images
 
 from radioalign.embed import embed_images, embed_texts
 from radioalign.study.bundles import load_bundle
 from radioalign.study.runs import run_one
 from radioalign.model import load_adapter
-from radioalign.train import batch_loss, finetune, sigmoid_loss
+from radioalign.train import FinetuneConfig, batch_loss, finetune, sigmoid_loss, split_pairs
 
 N = 16
 
@@ -131,19 +132,129 @@ def test_early_stopping_and_restore_best(tiny, pairs, tmp_path):
                     **_settings(lr=0.0, epochs=10, patience=2))  # fmt: skip
     assert flat.stopped_early and flat.epochs_run == 3 and flat.best_epoch == 1
 
-    # restore_best keeps the best epoch's adapter: with a constant learning rate that is
-    # exactly the adapter of a run stopped at that epoch
-    kwargs = _settings(lr=0.5, epochs=4, lr_schedule="constant")
-    val_images, val_texts = toy_images(8, seed=5), toy_captions(8)[::-1]
-    best = finetune(model, processor, images, texts, val_images, val_texts, scope="full",
-                    output_dir=tmp_path / "best", restore_best=True, **kwargs)  # fmt: skip
+    # A validation "pair" that training treats as a negative (image 0 with caption 5): every
+    # epoch lowers its logit, so its loss as a positive rises and the best epoch is the first.
+    val_images, val_texts = images[:1], [texts[5]]
+    kwargs = _settings(epochs=3, lr_schedule="constant")  # constant: a shorter run takes the same steps
+
+    def run(name, **extra):
+        return finetune(model, processor, images, texts, val_images, val_texts, scope="full",
+                        output_dir=tmp_path / name, **{**kwargs, **extra})  # fmt: skip
+
+    best, last = run("best", restore_best=True), run("last")
     losses = [h["val_loss"] for h in best.history]
-    assert best.best_epoch == 1 + int(np.argmin(losses))  # (epoch 3 of 4 on the machine this was written on)
-    kwargs["epochs"] = best.best_epoch
-    short = finetune(model, processor, images, texts, val_images, val_texts, scope="full",
-                     output_dir=tmp_path / "short", **kwargs)  # fmt: skip
-    a, b = _weights(best), _weights(short)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert best.history == last.history and best.epochs_run == 3
+    assert best.best_epoch == 1 + int(np.argmin(losses)) and best.best_epoch < best.epochs_run, losses
+    short = run("short", epochs=best.best_epoch)
+    a, b, c = _weights(best), _weights(short), _weights(last)
+    assert all(torch.equal(a[k], b[k]) for k in a), "restore_best keeps the best epoch's adapter"
+    assert not all(torch.equal(a[k], c[k]) for k in a), "the best epoch's adapter is not the last one's"
+    saved, stopped_there = (load_file(tmp_path / run / "adapter" / "adapter_model.safetensors") for run in ("best", "short"))
+    assert saved.keys() == stopped_there.keys() and all(torch.equal(saved[k], stopped_there[k]) for k in saved)
+
+
+def _count_tower_items(monkeypatch, tower: str) -> list[int]:
+    """Count the items that pass through ``tower`` ("vision" or "text") from now on."""
+    from transformers.models.siglip import modeling_siglip
+
+    # every pass through a tower starts at its embeddings
+    cls = modeling_siglip.SiglipVisionEmbeddings if tower == "vision" else modeling_siglip.SiglipTextEmbeddings
+    forward, seen = cls.forward, []
+
+    def counted(self, *args, **kwargs):
+        first = args[0] if args else kwargs.get("pixel_values", kwargs.get("input_ids"))
+        seen.append(len(first))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "forward", counted)
+    return seen
+
+
+@pytest.mark.parametrize("scope, frozen", [("text", "vision"), ("vision", "text")])
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_frozen_tower_cache_leaves_the_run_unchanged(tiny, tmp_path, monkeypatch, scope, frozen, precision):
+    model, processor = tiny
+    # 32 pairs: the authors' split holds out 4, so every batch of 4 is full and the cached
+    # features come from batches of the same size as the live ones: bit-for-bit equality
+    images, texts = toy_images(32, seed=4), toy_captions(32)
+    epochs = 2
+    runs, seen, counter = {}, {}, _count_tower_items(monkeypatch, frozen)
+    for cache in (False, True):
+        counter.clear()
+        runs[cache] = finetune(model, processor, images, texts, scope=scope, output_dir=tmp_path / str(cache),
+                               cache_frozen_tower=cache, **_settings(epochs=epochs, mixed_precision=precision))  # fmt: skip
+        seen[cache] = sum(counter)
+    off, on = runs[False], runs[True]
+    assert on.history == off.history
+    a, b = _weights(off), _weights(on)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the saving: the frozen tower saw each of the 32 items once, not once per epoch
+    assert seen == {True: 32, False: 32 * epochs}
+    recorded = {c: json.loads((tmp_path / str(c) / "config.json").read_text())["frozen_tower_cached"] for c in runs}
+    assert recorded == {False: None, True: frozen}
+
+
+def _authors_split(n: int, fraction: float = 0.15, seed: int = 42) -> tuple[list[int], list[int]]:
+    """The authors' ``split_train_val``: ``random_split`` of the dataset with a seeded generator."""
+    n_val = int(n * fraction)
+    train, val = torch.utils.data.random_split(range(n), [n - n_val, n_val], generator=torch.Generator().manual_seed(seed))
+    return list(train.indices), list(val.indices)
+
+
+@pytest.mark.parametrize("n", [N, 729])
+def test_finetune_uses_the_authors_random_split_order(tiny, tmp_path, monkeypatch, n):
+    import radioalign.train as train_module
+
+    model, processor = tiny
+    # tiny images that carry their own index in two pixels, so the order used can be read back
+    images = np.zeros((n, 8, 8), np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = np.arange(n) // 256, np.arange(n) % 256
+    texts = toy_captions(n)
+    used = {}
+
+    def recording(name, fn):
+        def wrapper(model, pairs, *args, **kwargs):
+            used[name] = pairs.images[:, 0, 0].astype(int) * 256 + pairs.images[:, 0, 1]
+            return fn(model, pairs, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(train_module, "train_one_epoch", recording("train", train_module.train_one_epoch))
+    monkeypatch.setattr(train_module, "evaluate_loss", recording("val", train_module.evaluate_loss))
+    result = finetune(model, processor, images, texts, scope="text", output_dir=tmp_path,
+                      **_settings(epochs=1, batch_size=64))  # fmt: skip
+    train_idx, val_idx = _authors_split(n)
+    assert used["val"].tolist() == val_idx and used["train"].tolist() == train_idx  # order-exact
+    assert result.val_indices.tolist() == val_idx
+    assert json.loads((tmp_path / "config.json").read_text())["val_indices"] == val_idx
+    split = split_pairs(images, texts, None, None, FinetuneConfig(scope="text"))
+    assert split.val_texts == [texts[i] for i in val_idx] and split.train_texts == [texts[i] for i in train_idx]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(preprocessing="imagenet"), dict(scope="both"), dict(mixed_precision="fp16"), dict(batch_size=0),
+     dict(val_fraction=0.01)],  # fp16 needs CUDA; 1 % of 16 items is no validation item
+)  # fmt: skip
+def test_bad_settings_raise_before_anything_is_written(tiny, pairs, tmp_path, bad):
+    model, processor = tiny
+    images, texts = pairs
+    out = tmp_path / "run"
+    with pytest.raises(ValueError):
+        finetune(model, processor, images, texts, output_dir=out, **{**_settings(scope="text"), **bad})
+    with pytest.raises(ValueError):
+        finetune(model, processor, images, texts, output_dir=out, config=FinetuneConfig(scope="text"), **bad)
+    assert not out.exists()
+
+
+def test_mismatched_pairs_raise_before_anything_is_written(tiny, pairs, tmp_path):
+    model, processor = tiny
+    images, texts = pairs
+    out = tmp_path / "run"
+    for args in ((images, texts[:-1]), (images, texts, images[:2], None), (images, texts, images[:2], texts[:3])):
+        with pytest.raises(ValueError):
+            finetune(model, processor, *args, scope="text", output_dir=out, **_settings())
+    assert not out.exists()
 
 
 def test_run_one_writes_run_folder_and_bundles(tiny_siglip_dir, tmp_path, monkeypatch):

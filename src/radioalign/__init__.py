@@ -12,3 +12,12 @@ Two layers, as open_clip keeps ``open_clip`` apart from ``open_clip_train``:
 """
 
 __version__ = "0.1.0"
+
+
+def deviations():
+    """Every known difference between the paper, the authors' code and radioalign, as a
+    DataFrame (``topic, paper, authors_code, radioalign, effect``); see
+    ``radioalign.study.deviations``."""
+    from .study.deviations import deviations as _deviations
+
+    return _deviations()

@@ -170,6 +170,7 @@ def embed_images(
     batch_size: int = 32,
     dtype: str | torch.dtype = "auto",
     cache_dir: str | os.PathLike | None = None,
+    tta: str | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Image embeddings ``(N, D)`` float32, unnormalised (the vision tower's pooled output).
@@ -190,8 +191,17 @@ def embed_images(
         ``"auto"`` (see :func:`resolve_dtype`), ``"float32"``, ``"bfloat16"``, ``"float16"``.
     cache_dir
         Folder for cached results (``None``: no cache).
+    tta
+        ``None``, or ``"d4"``: the mean of the embeddings of the 8 rotations and flips of
+        each image (:func:`d4_transform`), a radio source having no preferred orientation.
     """
     images = _check_images(images)
+    if tta not in (None, "d4"):
+        raise ValueError(f"tta must be None or 'd4', not {tta!r}")
+    if tta == "d4":
+        views = [embed_images(model, d4_transform(images, k), preprocessing=preprocessing, batch_size=batch_size,
+                              dtype=dtype, cache_dir=cache_dir, progress=progress) for k in range(8)]  # fmt: skip
+        return np.mean(views, axis=0).astype(np.float32)
     if preprocessing not in PREPROCESSING:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; choose one of {PREPROCESSING}")
     if batch_size < 1:
@@ -218,6 +228,19 @@ def embed_images(
     return _cached(cache_dir, "images", key, compute)
 
 
+D4_NAMES = ("identity", "rot90", "rot180", "rot270", "flip", "flip+rot90", "flip+rot180", "flip+rot270")
+
+
+def d4_transform(images: np.ndarray, k: int) -> np.ndarray:
+    """The ``k``-th of the 8 symmetries of the square (the dihedral group D4) applied to
+    ``(N, H, W)`` images: ``k % 4`` quarter turns counter-clockwise, after a left-right
+    flip when ``k >= 4`` (names in :data:`D4_NAMES`)."""
+    if not 0 <= int(k) < 8:
+        raise ValueError(f"k must be in 0..7, not {k!r}")
+    out = images[:, :, ::-1] if k >= 4 else images
+    return np.ascontiguousarray(np.rot90(out, k % 4, axes=(1, 2)))
+
+
 def embed_texts(
     model,
     processor,
@@ -227,14 +250,17 @@ def embed_texts(
     dtype: str | torch.dtype = "auto",
     cache_dir: str | os.PathLike | None = None,
     lowercase: bool | None = None,
+    attention_mask: bool = False,
+    padding_side: str = "right",
     progress: bool = True,
 ) -> np.ndarray:
     """Text embeddings ``(N, D)`` float32, unnormalised (the text tower's pooled output).
 
-    Texts are tokenised as SigLIP expects (``radioalign.model.tokenize``: padded on the
-    right to the tower's length, 64 for the base model, truncated, no attention mask);
-    ``lowercase`` as there (``None``: only if the tokenizer declares it). Other
-    parameters as in :func:`embed_images`.
+    Texts are tokenised as SigLIP expects (``radioalign.model.tokenize``: padded on
+    ``padding_side`` to the tower's length, 64 for the base model, truncated);
+    ``attention_mask=False`` passes ids only, as the authors' evaluation did; ``lowercase``
+    as in ``tokenize`` (``None``: only if the tokenizer declares it). Other parameters as in
+    :func:`embed_images`.
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, not one string")
@@ -244,7 +270,10 @@ def embed_texts(
     device = model_device(model)
     compute_dtype = resolve_dtype(dtype, device)
     length = text_max_length(base_model(model))
-    ids = tokenize(processor, texts, length, lowercase=lowercase) if texts else None
+    ids, mask = tokenize(
+        processor, texts or [""], length, lowercase=lowercase, padding_side=padding_side, return_attention_mask=True
+    )
+    mask = mask if attention_mask else None
 
     def compute() -> np.ndarray:
         if not texts:
@@ -252,13 +281,15 @@ def embed_texts(
         chunks = []
         with evaluating(model), torch.inference_mode(), autocast(device, compute_dtype):
             for start in tqdm(range(0, len(texts), batch_size), desc="texts", leave=False, disable=not progress):
-                feats = text_features(model, ids[start : start + batch_size].to(device, non_blocking=True))
+                batch_mask = mask[start : start + batch_size].to(device) if mask is not None else None
+                feats = text_features(model, ids[start : start + batch_size].to(device, non_blocking=True), batch_mask)
                 chunks.append(feats.float().cpu().numpy())
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
     if cache_dir is None:
         return compute()
-    parts = {"dtype": str(compute_dtype), "length": length, "tokenizer": _tokenizer_fingerprint(processor)}
-    payload = ids.numpy().tobytes() if ids is not None else b""
+    parts = {"dtype": str(compute_dtype), "length": length, "tokenizer": _tokenizer_fingerprint(processor),
+             "attention_mask": attention_mask, "padding_side": padding_side}  # fmt: skip
+    payload = ids.numpy().tobytes() if texts else b""
     key = _cache_key("texts", model, parts, payload)
     return _cached(cache_dir, "texts", key, compute)

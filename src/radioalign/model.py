@@ -184,9 +184,20 @@ def load_siglip(
             raise
         raise ModelNotAvailableError(_not_available_message(str(name_or_path))) from err
     check_text_processing(model, processor)
+    if source not in _REPORTED:  # once per checkpoint and process: what the authors' processor did
+        _REPORTED.add(source)
+        info = text_processing(processor)
+        print(
+            f"[radioalign] {name_or_path}: {info['tokenizer']} pads on the {info['native_padding_side']} by itself "
+            f"(radioalign pads on the right), {'returns' if info['returns_attention_mask'] else 'does not return'} "
+            f"an attention mask, {'lower-cases' if info['lowercase'] else 'keeps case'}"
+        )
     model.eval()
     model.to(torch.device(device) if device is not None else default_device())
     return model, processor
+
+
+_REPORTED: set[str] = set()
 
 
 def text_max_length(model) -> int:
@@ -210,12 +221,30 @@ def expects_lowercase(processor) -> bool:
     return bool(getattr(_tokenizer(processor), "do_lower_case", False))
 
 
-def tokenize(processor, texts: Sequence[str], max_length: int, *, lowercase: bool | None = None) -> torch.Tensor:
-    """Token ids ``(N, max_length)`` as SigLIP expects them: padded to ``max_length`` on the
-    right, truncated, lower-cased when ``lowercase`` (``None``: :func:`expects_lowercase`).
-    The attention mask is dropped on purpose (SigLIP's text tower was trained without one)."""
+PADDING_SIDES = ("right", "left")
+
+
+def tokenize(
+    processor,
+    texts: Sequence[str],
+    max_length: int,
+    *,
+    lowercase: bool | None = None,
+    padding_side: str = "right",
+    return_attention_mask: bool = False,
+):
+    """Token ids ``(N, max_length)`` padded to ``max_length`` and truncated, lower-cased when
+    ``lowercase`` (``None``: :func:`expects_lowercase`).
+
+    ``padding_side="right"`` is SigLIP's pre-training layout (the tower pools the last
+    position, which is then padding). The attention mask is dropped unless
+    ``return_attention_mask``, in which case ``(ids, mask)`` is returned: the authors'
+    evaluation passed ids only, their training whatever the processor returned
+    (:func:`text_processing`)."""
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, not one string")
+    if padding_side not in PADDING_SIDES:
+        raise ValueError(f"padding_side must be one of {PADDING_SIDES}, not {padding_side!r}")
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
@@ -224,10 +253,32 @@ def tokenize(processor, texts: Sequence[str], max_length: int, *, lowercase: boo
         lowercase = expects_lowercase(processor)
     if lowercase:
         texts = [t.lower() for t in texts]
-    encoded = _tokenizer(processor)(
-        texts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
-    )
+    tok = _tokenizer(processor)
+    side, tok.padding_side = tok.padding_side, padding_side
+    try:
+        encoded = tok(texts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+    finally:
+        tok.padding_side = side
+    if return_attention_mask:
+        mask = encoded.get("attention_mask")
+        if mask is None:
+            mask = (encoded["input_ids"] != tok.pad_token_id).long()
+        return encoded["input_ids"], mask
     return encoded["input_ids"]
+
+
+def text_processing(processor) -> dict:
+    """What the processor does to text on its own: its padding side before
+    :func:`check_text_processing` set it, and whether it returns an attention mask (what
+    the authors' training passed to the model). ``load_siglip`` prints this once."""
+    tok = _tokenizer(processor)
+    encoded = processor(text=["radio galaxy"], padding="max_length", max_length=8, truncation=True)
+    return {
+        "tokenizer": type(tok).__name__,
+        "native_padding_side": getattr(tok, "_radioalign_native_padding_side", tok.padding_side),
+        "returns_attention_mask": "attention_mask" in encoded,
+        "lowercase": expects_lowercase(processor),
+    }
 
 
 def check_text_processing(model, processor) -> None:
@@ -237,6 +288,8 @@ def check_text_processing(model, processor) -> None:
     Raises ``AssertionError`` when the tokenizer cannot produce SigLIP's layout.
     """
     tok = _tokenizer(processor)
+    if not hasattr(tok, "_radioalign_native_padding_side"):
+        tok._radioalign_native_padding_side = getattr(tok, "padding_side", "right")
     if getattr(tok, "padding_side", "right") != "right":
         # Gemma tokenizers default to left padding; SigLIP pools the last position,
         # which must be padding as in pre-training, so right padding is required.
@@ -414,10 +467,10 @@ def image_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
-def text_features(model, input_ids: torch.Tensor) -> torch.Tensor:
-    """Unnormalised text embeddings ``(N, D)`` from token ids, without an attention mask
-    (SigLIP's text tower was trained without one and pools the last position)."""
-    out = base_model(model).get_text_features(input_ids=input_ids)
+def text_features(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Unnormalised text embeddings ``(N, D)`` from token ids; by default without an attention
+    mask (SigLIP's text tower was trained without one and pools the last position)."""
+    out = base_model(model).get_text_features(input_ids=input_ids, attention_mask=attention_mask)
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 

@@ -8,17 +8,28 @@ Face ``Trainer`` with its defaults:
 - AdamW (betas 0.9/0.999, eps 1e-8), lr 2.5e-5 decaying linearly to 0 over the
   planned optimiser steps (the Trainer's default schedule), weight decay 0.01;
 - batches of 16, gradients accumulated over 2 batches, clipped to norm 4;
-- fp16 autocast on CUDA (``mixed_precision="auto"``), float32 elsewhere;
+- fp16 autocast with a gradient scaler on CUDA (``mixed_precision="auto"``), float32 elsewhere;
 - at most 50 epochs, early stopping when the validation loss has not improved for 5
   epochs, and the *last* model is kept (``restore_best=True`` keeps the best);
-- validation: a random 15 % of the training items, seed 42 (``data.validation_split``).
+- validation: a random 15 % of the training items, seed 42, in the order of the
+  authors' ``random_split`` subsets (``data.validation_split(..., sort=False)``).
+
+In a single-tower run (``scope`` ``"vision"`` or ``"text"``) the other tower carries no
+adapter and no dropout, so its outputs are the same at every step: they are computed
+once per call (``cache_frozen_tower``) and the logits are formed from them exactly as
+``SiglipModel.forward`` does. Losses and weights are those of the full forward, bit for
+bit when every batch is full (a short last batch can round differently in float32, as
+the matrix-multiply kernels depend on the batch size).
 
 After every epoch a checkpoint (adapter weights, optimiser, scheduler, scaler, RNG
 states, history, early-stopping state) replaces the previous one, so an interrupted
 run continues from its last finished epoch and ends with the same weights as an
-uninterrupted one. At the end the adapter is saved with peft's ``save_pretrained``
-(``adapter/``, loadable by plain ``PeftModel.from_pretrained``), beside
-``history.json`` and ``config.json``.
+uninterrupted one; a checkpoint of a different run (data, model or settings) is
+ignored. At the end the adapter is saved with peft's ``save_pretrained`` (``adapter/``,
+loadable by plain ``PeftModel.from_pretrained``), beside ``history.json`` and
+``config.json``.
+
+Reading order: :func:`finetune` at the bottom calls the pieces above it in turn.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,11 +49,18 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .embed import embed_images, embed_texts, model_fingerprint
-from .model import DEFAULT_TARGETS, PREPROCESSING, SCOPES, apply_lora, base_model, text_max_length, tokenize, trainable_fraction
+from .embed import embed_images, embed_texts, evaluating, model_fingerprint
+from .model import (
+    DEFAULT_TARGETS, PREPROCESSING, SCOPES, apply_lora, base_model, image_features, preprocess, text_features,
+    text_max_length, tokenize, trainable_fraction,
+)  # fmt: skip
 from .provenance import stamp
 
 CHECKPOINT = "checkpoint.pt"
+
+
+# ---------------------------------------------------------------------------
+# the loss
 
 
 def sigmoid_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
@@ -64,103 +82,19 @@ def batch_loss(model, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> to
     return sigmoid_loss(out.logits_per_image)
 
 
-@dataclass
-class FinetuneResult:
-    """What :func:`finetune` returns.
-
-    ``embeddings`` maps ``"epoch<k>"`` (the ``eval_epochs`` reached) and ``"final"``
-    to ``{eval-set name: float32 array}``; ``completed`` is False when the call stopped
-    at ``max_epochs_this_call`` (call again to resume).
-    """
-
-    model: Any
-    history: list[dict]
-    output_dir: Path
-    completed: bool
-    epochs_run: int
-    best_epoch: int | None
-    stopped_early: bool
-    trainable_percent: float
-    embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+def siglip_logits(model, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    """``logits_per_image`` from the towers' pooled outputs, as ``SiglipModel.forward`` forms them:
+    both L2-normalised, ``z = (t̂ · îᵀ) · exp(logit_scale) + logit_bias`` per text, transposed."""
+    siglip = base_model(model)
+    image_embeds = image_embeds / image_embeds.norm(p=2, dim=-1, keepdim=True)
+    text_embeds = text_embeds / text_embeds.norm(p=2, dim=-1, keepdim=True)
+    logits_per_text = torch.matmul(text_embeds, image_embeds.t().to(text_embeds.device))
+    scale, bias = siglip.logit_scale.to(text_embeds.device), siglip.logit_bias.to(text_embeds.device)
+    return (logits_per_text * scale.exp() + bias).t()
 
 
-def _check_pairs(images, texts, what: str) -> None:
-    if not isinstance(images, np.ndarray) or images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{what} images must be a (N, H, W) uint8 array")
-    if isinstance(texts, str) or len(images) != len(texts):
-        raise ValueError(f"{what}: {len(images)} images but {len(texts)} captions")
-    if len(images) == 0:
-        raise ValueError(f"{what}: no items")
-
-
-def _digest(images: np.ndarray, texts: Sequence[str]) -> str:
-    h = hashlib.sha256(np.ascontiguousarray(images).tobytes())
-    h.update(json.dumps(list(texts)).encode())
-    return h.hexdigest()
-
-
-def _resolve_mixed_precision(mode: str, device: torch.device) -> str:
-    if mode == "auto":
-        return "fp16" if device.type == "cuda" else "no"  # the authors' Trainer: fp16 on GPU
-    if mode not in ("fp16", "bf16", "no"):
-        raise ValueError(f"mixed_precision must be 'auto', 'fp16', 'bf16' or 'no', got {mode!r}")
-    if mode == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 mixed precision needs CUDA (a gradient scaler); use 'bf16' or 'no'")
-    return mode
-
-
-def _rng_state(generator: torch.Generator) -> dict:
-    state = {"cpu": torch.get_rng_state(), "generator": generator.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if getattr(torch, "mps", None) is not None and torch.backends.mps.is_available():
-        state["mps"] = torch.mps.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict, generator: torch.Generator) -> None:
-    torch.set_rng_state(state["cpu"])
-    generator.set_state(state["generator"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if "mps" in state and torch.backends.mps.is_available():
-        torch.mps.set_rng_state(state["mps"])
-
-
-def _trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def _load_trainable_state(model, state: Mapping[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
-    if missing:
-        raise ValueError(f"checkpoint lacks adapter weights {missing[:3]}")
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value.to(params[name].device))
-
-
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def _embed_sets(model, processor, eval_sets, *, preprocessing, dtype, lowercase, progress) -> dict[str, np.ndarray]:
-    out = {}
-    for name, value in eval_sets.items():
-        if isinstance(value, np.ndarray):
-            out[name] = embed_images(model, value, preprocessing=preprocessing, dtype=dtype, progress=progress)
-        else:
-            out[name] = embed_texts(model, processor, list(value), dtype=dtype, lowercase=lowercase, progress=progress)
-    return out
+# ---------------------------------------------------------------------------
+# settings and result
 
 
 @dataclass(frozen=True)
@@ -176,7 +110,8 @@ class FinetuneConfig:
     ``eval_epochs``: epochs after which ``eval_sets`` are embedded. ``preprocessing``:
     ``model.PREPROCESSING``. ``mixed_precision``: ``"auto"`` (fp16 on CUDA, none elsewhere),
     ``"fp16"``, ``"bf16"`` or ``"no"``. ``embed_dtype``: dtype of the evaluation embeddings.
-    ``lowercase``: as ``model.tokenize``.
+    ``lowercase``: as ``model.tokenize``. ``cache_frozen_tower``: in a single-tower run,
+    compute the frozen tower's outputs once per call instead of at every step (same results).
     """
 
     scope: str
@@ -200,6 +135,7 @@ class FinetuneConfig:
     mixed_precision: str = "auto"
     embed_dtype: str = "float32"  # the authors computed features in float32
     lowercase: bool | None = None
+    cache_frozen_tower: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -233,6 +169,445 @@ class FinetuneConfig:
         return d
 
 
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` returns.
+
+    ``embeddings`` maps ``"epoch<k>"`` (the ``eval_epochs`` reached) and ``"final"``
+    to ``{eval-set name: float32 array}``; ``completed`` is False when the call stopped
+    at ``max_epochs_this_call`` (call again to resume). ``val_indices``: the positions
+    in the given training pairs that were held out for validation, in the order they
+    were evaluated (``None`` when a validation set was given).
+    """
+
+    model: Any
+    history: list[dict]
+    output_dir: Path
+    completed: bool
+    epochs_run: int
+    best_epoch: int | None
+    stopped_early: bool
+    trainable_percent: float
+    embeddings: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    val_indices: np.ndarray | None = None
+
+
+def resolve_mixed_precision(mode: str, device: torch.device) -> str:
+    """``"fp16"``, ``"bf16"`` or ``"no"`` for ``mode`` on ``device`` (``"auto"``: fp16 on CUDA)."""
+    if mode == "auto":
+        return "fp16" if device.type == "cuda" else "no"  # the authors' Trainer: fp16 on GPU
+    if mode not in ("fp16", "bf16", "no"):
+        raise ValueError(f"mixed_precision must be 'auto', 'fp16', 'bf16' or 'no', got {mode!r}")
+    if mode == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 mixed precision needs CUDA (a gradient scaler); use 'bf16' or 'no'")
+    return mode
+
+
+def _amp_dtype(precision: str) -> torch.dtype | None:
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+
+
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+
+# ---------------------------------------------------------------------------
+# data: the validation split, token ids, the frozen tower's outputs
+
+
+def _check_pairs(images, texts, what: str) -> None:
+    if not isinstance(images, np.ndarray) or images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"{what} images must be a (N, H, W) uint8 array")
+    if isinstance(texts, str) or len(images) != len(texts):
+        raise ValueError(f"{what}: {len(images)} images but {len(texts)} captions")
+    if len(images) == 0:
+        raise ValueError(f"{what}: no items")
+
+
+@dataclass
+class Split:
+    """The training and validation pairs of a run. ``val_indices``: positions of the
+    validation pairs among the given training pairs (``None`` when they were given)."""
+
+    train_images: np.ndarray
+    train_texts: list[str]
+    val_images: np.ndarray
+    val_texts: list[str]
+    val_indices: np.ndarray | None
+    val_source: str
+
+
+def split_pairs(images, texts, val_images, val_texts, config: FinetuneConfig) -> Split:
+    """The given validation set, or the authors' hold-out of ``config.val_fraction`` of the
+    training pairs: ``random_split`` with ``seed``, both subsets kept in ``random_split``'s
+    order as the authors' ``Subset`` objects are (the validation batches, and hence their
+    negatives and loss, depend on that order; the training order is redrawn every epoch)."""
+    from .data import validation_split
+
+    _check_pairs(images, texts, "training")
+    texts = list(texts)
+    if (val_images is None) != (val_texts is None):
+        raise ValueError("give both val_images and val_texts, or neither")
+    if val_images is not None:
+        _check_pairs(val_images, val_texts, "validation")
+        return Split(images, texts, val_images, list(val_texts), None, "given")
+    train_idx, val_idx = validation_split(len(images), config.val_fraction, config.seed, sort=False)
+    source = f"data.validation_split(n, {config.val_fraction}, seed={config.seed}, sort=False)"
+    return Split(
+        images[train_idx], [texts[i] for i in train_idx], images[val_idx], [texts[i] for i in val_idx], val_idx, source
+    )
+
+
+@dataclass
+class Pairs:
+    """Matching (image, caption) pairs as the model takes them: ``images`` (N, H, W) uint8,
+    ``ids`` (N, L) token ids, and, in a single-tower run, the frozen tower's pooled outputs
+    (``image_embeds`` or ``text_embeds``, (N, D) on ``device``) computed once."""
+
+    images: np.ndarray
+    ids: torch.Tensor
+    preprocessing: str
+    size: int
+    device: torch.device
+    image_embeds: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def pixels(self, idx: torch.Tensor) -> torch.Tensor:
+        return preprocess(self.images[idx.numpy()], mode=self.preprocessing, size=self.size).to(self.device, non_blocking=True)
+
+    def loss(self, model, idx: torch.Tensor) -> torch.Tensor:
+        """The sigmoid loss of the pairs at ``idx`` (a CPU index tensor), from cached features where present."""
+        if self.image_embeds is not None:
+            text = text_features(model, self.ids[idx].to(self.device))
+            return sigmoid_loss(siglip_logits(model, self.image_embeds[idx.to(self.device)], text))
+        if self.text_embeds is not None:
+            image = image_features(model, self.pixels(idx))
+            return sigmoid_loss(siglip_logits(model, image, self.text_embeds[idx.to(self.device)]))
+        return batch_loss(model, self.pixels(idx), self.ids[idx].to(self.device))
+
+
+def make_pairs(model, processor, images: np.ndarray, texts: Sequence[str], config: FinetuneConfig, device) -> Pairs:
+    """Tokenised pairs (padded to the text tower's length, no attention mask) for ``model``."""
+    siglip = base_model(model)
+    ids = tokenize(processor, list(texts), text_max_length(siglip), lowercase=config.lowercase)
+    return Pairs(images, ids, config.preprocessing, int(siglip.config.vision_config.image_size), torch.device(device))
+
+
+def frozen_tower(model, scope: str) -> str | None:
+    """The tower whose outputs stay fixed through a ``scope`` run: ``"vision"`` for a text-only
+    run, ``"text"`` for a vision-only one; ``None`` for ``"full"``, or when that tower has
+    attention dropout (then its training outputs vary from step to step)."""
+    tower = {"text": "vision", "vision": "text"}.get(scope)
+    if tower is None:
+        return None
+    tower_config = getattr(base_model(model).config, f"{tower}_config")
+    return tower if float(getattr(tower_config, "attention_dropout", 0.0)) == 0.0 else None
+
+
+def with_frozen_features(model, pairs: Pairs, tower: str | None, batch_size: int, amp_dtype) -> Pairs:
+    """``pairs`` with the ``tower``'s pooled outputs computed once (eval mode, no gradients,
+    under the training autocast so they equal what each step's forward would give)."""
+    if tower is None:
+        return pairs
+    chunks = []
+    with evaluating(model), torch.no_grad(), _autocast(pairs.device, amp_dtype):
+        for start in range(0, len(pairs), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(pairs)))
+            if tower == "vision":
+                chunks.append(image_features(model, pairs.pixels(idx)))
+            else:
+                chunks.append(text_features(model, pairs.ids[idx].to(pairs.device)))
+    return replace(pairs, **{"image_embeds" if tower == "vision" else "text_embeds": torch.cat(chunks)})
+
+
+# ---------------------------------------------------------------------------
+# model, optimiser and scheduler
+
+
+def lora_model(model, config: FinetuneConfig, device):
+    """A private copy of the plain ``SiglipModel`` on ``device`` with fresh LoRA adapters
+    (the caller's frozen model can serve the next run)."""
+    model = copy.deepcopy(base_model(model)).to(device)
+    torch.manual_seed(config.seed)  # LoRA's A matrices start random
+    return apply_lora(model, scope=config.scope, r=config.r, alpha=config.alpha, dropout=config.dropout, targets=config.targets)
+
+
+def make_optimizer(model, config: FinetuneConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable (LoRA) parameters, betas 0.9/0.999, eps 1e-8."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def steps_per_epoch(n_train: int, config: FinetuneConfig) -> int:
+    """Optimiser steps in one epoch: one per ``grad_accum`` batches, the last window possibly shorter."""
+    return math.ceil(math.ceil(n_train / config.batch_size) / config.grad_accum)
+
+
+def make_scheduler(optimizer, config: FinetuneConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """``"linear"``: the rate falls from ``lr`` to 0 over the ``total_steps`` planned steps; ``"constant"``."""
+    if config.lr_schedule == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def make_scaler(precision: str) -> torch.amp.GradScaler:
+    """The fp16 gradient scaler (a pass-through unless ``precision == "fp16"``)."""
+    return torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+
+
+# ---------------------------------------------------------------------------
+# one epoch
+
+
+def _optimizer_step(params, optimizer, scheduler, scaler, max_grad_norm: float) -> None:
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def train_one_epoch(model, pairs: Pairs, optimizer, scheduler, scaler, generator, config: FinetuneConfig, amp_dtype) -> float:
+    """One pass over ``pairs`` in a fresh random order drawn from ``generator``: batches of
+    ``batch_size``, the gradients of ``grad_accum`` consecutive batches averaged into one
+    clipped AdamW step. Returns the mean batch loss."""
+    model.train()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    order = torch.randperm(len(pairs), generator=generator)
+    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    losses = []
+    for first in range(0, len(batches), config.grad_accum):
+        window = batches[first : first + config.grad_accum]
+        for idx in window:
+            with _autocast(pairs.device, amp_dtype):
+                loss = pairs.loss(model, idx)
+            scaler.scale(loss / len(window)).backward()
+            losses.append(loss.item())
+        _optimizer_step(params, optimizer, scheduler, scaler, config.max_grad_norm)
+    return float(np.mean(losses))
+
+
+def evaluate_loss(model, pairs: Pairs, batch_size: int, amp_dtype) -> float:
+    """Mean sigmoid loss over ``pairs`` in their order, batches weighted by size (as the Trainer)."""
+    model.eval()
+    total = 0.0
+    with torch.no_grad(), _autocast(pairs.device, amp_dtype):
+        for start in range(0, len(pairs), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(pairs)))
+            total += pairs.loss(model, idx).item() * len(idx)
+    return total / len(pairs)
+
+
+# ---------------------------------------------------------------------------
+# progress, early stopping and checkpoints
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _load_trainable_state(model, state: Mapping[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    if missing:
+        raise ValueError(f"checkpoint lacks adapter weights {missing[:3]}")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device))
+
+
+@dataclass
+class TrainState:
+    """Where a run stands after ``epoch`` finished epochs: the per-epoch ``history``, the
+    lowest validation loss so far (``best_val`` at ``best_epoch``; ``best_state`` its adapter
+    weights when ``restore_best``), the epochs since it (``bad_epochs``) and whether early
+    stopping has ended the run (``stopped``)."""
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    best_state: dict | None = None
+    stopped: bool = False
+
+    def record(self, epoch: int, train_loss: float, val_loss: float, model, config: FinetuneConfig) -> dict:
+        """Add one finished epoch; a strictly lower validation loss is a new best."""
+        entry = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
+        self.epoch = epoch
+        self.history.append(entry)
+        if val_loss < self.best_val:
+            self.best_val, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            self.best_state = _trainable_state(model) if config.restore_best else None
+        else:
+            self.bad_epochs += 1
+        self.stopped = config.patience > 0 and self.bad_epochs >= config.patience
+        return entry
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"cpu": torch.get_rng_state(), "generator": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if getattr(torch, "mps", None) is not None and torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["cpu"])
+    generator.set_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, run_key: str, state: TrainState, model, optimizer, scheduler, scaler, generator) -> None:
+    """Replace ``path`` atomically with everything needed to continue exactly after ``state.epoch``."""
+    _save_atomic(
+        {
+            "run_key": run_key, "epoch": state.epoch, "trainable": _trainable_state(model),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "rng": _rng_state(generator), "history": state.history, "best_val": state.best_val,
+            "best_epoch": state.best_epoch, "bad_epochs": state.bad_epochs, "best_state": state.best_state,
+            "stopped": state.stopped,
+        },
+        path,
+    )  # fmt: skip
+
+
+def load_checkpoint(path: Path, run_key: str, model, optimizer, scheduler, scaler, generator) -> TrainState | None:
+    """Restore weights, optimiser, scheduler, scaler and RNG states from ``path`` and return the
+    run's state; ``None`` (start afresh) when there is none or it belongs to another run."""
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("run_key") != run_key:
+        warnings.warn(f"{path} belongs to a different run (data, model or settings changed): starting afresh")
+        return None
+    _load_trainable_state(model, saved["trainable"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    scaler.load_state_dict(saved["scaler"])
+    _set_rng_state(saved["rng"], generator)
+    return TrainState(
+        epoch=saved["epoch"], history=list(saved["history"]), best_val=saved["best_val"], best_epoch=saved["best_epoch"],
+        bad_epochs=saved["bad_epochs"], best_state=saved["best_state"], stopped=saved["stopped"],
+    )  # fmt: skip
+
+
+def _digest(images: np.ndarray, texts: Sequence[str]) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    h.update(json.dumps(list(texts)).encode())
+    return h.hexdigest()
+
+
+def run_key(config: FinetuneConfig, precision: str, model, split: Split) -> str:
+    """SHA-256 of what determines the trained weights: the settings (not ``eval_epochs`` or
+    ``embed_dtype``, which leave them unchanged), the base model, and the training and
+    validation pairs in their order. A checkpoint resumes only its own run.
+
+    ``cache_frozen_tower`` counts: cached features equal the live ones bit for bit only when
+    both come from batches of the same size (a short last batch may round differently)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("eval_epochs", "embed_dtype")}
+    record = {
+        **settings, "mixed_precision": precision, "val_source": split.val_source, "base": model_fingerprint(model),
+        "train": _digest(split.train_images, split.train_texts), "val": _digest(split.val_images, split.val_texts),
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# evaluation embeddings and the run's files
+
+
+def embed_stage(model, processor, eval_sets: Mapping[str, Any], config: FinetuneConfig, output_dir: Path, tag: str) -> dict:
+    """``{name: embeddings}`` of every eval set (images arrays or caption lists) with the
+    model as it is now, also saved as ``output_dir/embeddings/<tag>.npz``."""
+    arrays = {}
+    for name, value in eval_sets.items():
+        if isinstance(value, np.ndarray):
+            arrays[name] = embed_images(model, value, preprocessing=config.preprocessing, dtype=config.embed_dtype, progress=False)
+        else:
+            arrays[name] = embed_texts(
+                model, processor, list(value), dtype=config.embed_dtype, lowercase=config.lowercase, progress=False
+            )
+    if arrays:
+        np.savez(output_dir / "embeddings" / f"{tag}.npz", **arrays)
+    return arrays
+
+
+def saved_stages(output_dir: Path, config: FinetuneConfig, history: Sequence[dict]) -> dict:
+    """The ``epoch<k>`` embeddings saved by this run (this call or an earlier one), for each ``eval_epochs`` reached."""
+    reached = {h["epoch"] for h in history}
+    stages = {}
+    for epoch in config.eval_epochs:
+        path = output_dir / "embeddings" / f"epoch{epoch}.npz"
+        if epoch in reached and path.is_file():
+            with np.load(path) as data:
+                stages[f"epoch{epoch}"] = {k: data[k] for k in data.files}
+    return stages
+
+
+def run_record(config, precision, split: Split, model, device, tower, stamp_profile) -> dict:
+    """The content of ``config.json``: the settings, the data sizes and validation indices,
+    the model, the device and a provenance stamp (``provenance.stamp(stamp_profile)``)."""
+    return {
+        **config.to_dict(), "mixed_precision": precision, "val_source": split.val_source,
+        "val_indices": None if split.val_indices is None else split.val_indices.tolist(),
+        "n_train": len(split.train_images), "n_val": len(split.val_images),
+        "steps_per_epoch": steps_per_epoch(len(split.train_images), config), "frozen_tower_cached": tower,
+        "trainable_percent": trainable_fraction(model), "model": getattr(base_model(model).config, "_name_or_path", ""),
+        "device": str(device), "stamp": stamp(stamp_profile),
+    }  # fmt: skip
+
+
+def _result(model, state: TrainState, output_dir: Path, split: Split, completed: bool, embeddings=None) -> FinetuneResult:
+    return FinetuneResult(
+        model=model, history=state.history, output_dir=output_dir, completed=completed, epochs_run=state.epoch,
+        best_epoch=state.best_epoch, stopped_early=state.stopped and completed, trainable_percent=trainable_fraction(model),
+        embeddings=embeddings or {}, val_indices=split.val_indices,
+    )  # fmt: skip
+
+
+def finish_run(model, processor, state: TrainState, config, record: dict, eval_sets, output_dir: Path, split) -> FinetuneResult:
+    """The end of a run: the best epoch's adapter when ``restore_best``, saved with peft's
+    ``save_pretrained`` (``adapter/``), the stage and final embeddings, the completed ``config.json``."""
+    if config.restore_best and state.best_state is not None:
+        _load_trainable_state(model, state.best_state)
+    model.eval()
+    model.save_pretrained(output_dir / "adapter")
+    _write_json(output_dir / "history.json", state.history)
+    embeddings = saved_stages(output_dir, config, state.history)
+    if eval_sets:
+        embeddings["final"] = embed_stage(model, processor, eval_sets, config, output_dir, "final")
+    record.update(epochs_run=len(state.history), best_epoch=state.best_epoch, stopped_early=state.stopped,
+                  restored_best=config.restore_best)  # fmt: skip
+    _write_json(output_dir / "config.json", record)
+    return _result(model, state, output_dir, split, completed=True, embeddings=embeddings)
+
+
+# ---------------------------------------------------------------------------
+# the run
+
+
 def finetune(
     model,
     processor,
@@ -253,283 +628,62 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune LoRA adapters with the sigmoid loss (see the module docstring).
 
-    ``config`` holds every setting (:class:`FinetuneConfig`); keyword ``settings`` override
-    its fields (``finetune(..., scope="text", lr=1e-4)`` builds one). ``stamp_profile`` is
-    recorded in ``config.json``'s provenance stamp.
+    ``model``/``processor``: a plain ``SiglipModel`` (copied, so it stays frozen) and its
+    processor. ``train_images``/``train_texts``: matching ``(N, H, W)`` uint8 images and N
+    captions; ``val_images``/``val_texts``: a validation set, or ``None`` for the authors'
+    hold-out (:func:`split_pairs`). ``config`` holds every setting (:class:`FinetuneConfig`);
+    keyword ``settings`` override its fields (``finetune(..., scope="text", lr=1e-4)`` builds
+    one). ``eval_sets``: ``{name: images array | captions}`` embedded after each of
+    ``eval_epochs`` and at the end (``result.embeddings``, ``output_dir/embeddings/``).
+    ``resume``: continue from ``output_dir/checkpoint.pt`` when it is this run's.
+    ``max_epochs_this_call``: stop after that many epochs (``result.completed`` is False).
+    ``stamp_profile`` is recorded in ``config.json``'s provenance stamp. Every setting and
+    input is checked before anything is written.
     """
-    if config is None:
-        config = FinetuneConfig(**settings)
-    elif settings:
-        config = replace(config, **settings)
-    return _finetune_legacy(
-        model, processor, train_images, train_texts, val_images, val_texts, output_dir=output_dir,
-        eval_sets=eval_sets, device=device, resume=resume, max_epochs_this_call=max_epochs_this_call,
-        profile=stamp_profile, progress=progress, **config.to_dict(),
-    )  # fmt: skip
-
-
-def _finetune_legacy(
-    model,
-    processor,
-    train_images: np.ndarray,
-    train_texts: Sequence[str],
-    val_images: np.ndarray | None = None,
-    val_texts: Sequence[str] | None = None,
-    *,
-    scope: str,
-    output_dir: str | os.PathLike,
-    r: int = 4,
-    alpha: float = 16,
-    dropout: float = 0.1,
-    targets: Sequence[str] = DEFAULT_TARGETS,
-    lr: float = 2.5e-5,
-    lr_schedule: str = "linear",
-    weight_decay: float = 0.01,
-    batch_size: int = 16,
-    grad_accum: int = 2,
-    max_grad_norm: float = 4.0,
-    epochs: int = 50,
-    patience: int = 5,
-    restore_best: bool = False,
-    seed: int = 42,
-    val_fraction: float = 0.15,
-    eval_sets: Mapping[str, Any] | None = None,
-    eval_epochs: Sequence[int] = (),
-    preprocessing: str = "paper",
-    device: str | torch.device | None = None,
-    mixed_precision: str = "auto",
-    embed_dtype: str = "auto",
-    lowercase: bool | None = None,
-    resume: bool = True,
-    max_epochs_this_call: int | None = None,
-    profile=None,
-    progress: bool = True,
-) -> FinetuneResult:
-    """Fine-tune LoRA adapters on ``scope`` with the sigmoid loss; see the module docstring.
-
-    Parameters
-    ----------
-    model, processor
-        A plain ``SiglipModel`` and its processor (``load_siglip``). The model is copied,
-        so the caller's model stays frozen and can serve several runs.
-    train_images, train_texts
-        Matching pairs: ``(N, H, W)`` uint8 images and N captions.
-    val_images, val_texts
-        A validation set; ``None`` holds out ``data.validation_split(N, val_fraction, seed)``
-        of the training pairs (the authors' protocol).
-    scope, r, alpha, dropout, targets
-        LoRA placement and shape (``radioalign.model.apply_lora``).
-    lr, lr_schedule, weight_decay, batch_size, grad_accum, max_grad_norm, epochs, patience
-        Optimisation (AdamW); ``lr_schedule`` is ``"linear"`` (decay to 0, the Trainer's
-        default) or ``"constant"``. ``patience=0`` disables early stopping.
-    restore_best
-        Keep the adapter of the epoch with the lowest validation loss instead of the last.
-    eval_sets
-        ``{name: images array | list of texts}`` embedded at each epoch in ``eval_epochs``
-        that is reached and at the end (``result.embeddings``; also saved under
-        ``output_dir/embeddings/``).
-    mixed_precision
-        ``"auto"`` (fp16 on CUDA, none elsewhere), ``"fp16"``, ``"bf16"`` or ``"no"``.
-    embed_dtype
-        dtype of the evaluation embeddings (``embed.resolve_dtype``).
-    resume
-        Continue from ``output_dir/checkpoint.pt`` when it belongs to the same run
-        (same data, model and settings); otherwise start afresh.
-    max_epochs_this_call
-        Stop after this many epochs in this call (``result.completed`` is False).
-    """
-    from .data import validation_split
-
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}; choose one of {SCOPES}")
+    config = replace(config, **settings) if config is not None else FinetuneConfig(**settings)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    precision = resolve_mixed_precision(config.mixed_precision, device)
+    amp_dtype = _amp_dtype(precision)
     if any("lora_" in name for name, _ in model.named_parameters()):
         raise ValueError("the model already carries LoRA adapters; pass the plain SiglipModel from load_siglip")
-    if batch_size < 1 or grad_accum < 1 or epochs < 1:
-        raise ValueError("batch_size, grad_accum and epochs must be >= 1")
-    if lr_schedule not in ("linear", "constant"):
-        raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}")
-    _check_pairs(train_images, train_texts, "training")
-    train_texts = list(train_texts)
-    val_source = "given"
-    if (val_images is None) != (val_texts is None):
-        raise ValueError("give both val_images and val_texts, or neither")
-    if val_images is None:
-        train_idx, val_idx = validation_split(len(train_images), val_fraction, seed)
-        val_images, val_texts = train_images[val_idx], [train_texts[i] for i in val_idx]
-        train_images, train_texts = train_images[train_idx], [train_texts[i] for i in train_idx]
-        val_source = f"data.validation_split(n, {val_fraction}, seed={seed})"
-    _check_pairs(val_images, val_texts, "validation")
-    val_texts = list(val_texts)
-    eval_sets = dict(eval_sets or {})
-    eval_epochs = sorted({int(e) for e in eval_epochs})
+    split = split_pairs(train_images, train_texts, val_images, val_texts, config)
+    key = run_key(config, precision, model, split)
+
+    model = lora_model(model, config, device)
+    tower = frozen_tower(model, config.scope) if config.cache_frozen_tower else None
+    train = with_frozen_features(model, make_pairs(model, processor, split.train_images, split.train_texts, config, device),
+                                 tower, config.batch_size, amp_dtype)  # fmt: skip
+    val = with_frozen_features(model, make_pairs(model, processor, split.val_images, split.val_texts, config, device),
+                               tower, config.batch_size, amp_dtype)  # fmt: skip
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch(len(train), config) * config.epochs)
+    scaler = make_scaler(precision)
+    generator = torch.Generator().manual_seed(config.seed)
 
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "embeddings").mkdir(exist_ok=True)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    precision = _resolve_mixed_precision(mixed_precision, device)
-    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    (output_dir / "embeddings").mkdir(parents=True, exist_ok=True)
+    ckpt = output_dir / CHECKPOINT
+    state = (load_checkpoint(ckpt, key, model, optimizer, scheduler, scaler, generator) if resume else None) or TrainState()
+    record = run_record(config, precision, split, model, device, tower, stamp_profile)
+    _write_json(output_dir / "config.json", record)
 
-    settings = dict(
-        scope=scope, r=r, alpha=alpha, dropout=dropout, targets=list(targets), lr=lr, lr_schedule=lr_schedule,
-        weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
-        epochs=epochs, patience=patience, restore_best=restore_best, seed=seed, preprocessing=preprocessing,
-        mixed_precision=precision, lowercase=lowercase, val_source=val_source,
-    )  # fmt: skip
-    run_key = hashlib.sha256(
-        json.dumps(
-            {
-                **settings,
-                "base": model_fingerprint(model),
-                "train": _digest(train_images, train_texts),
-                "val": _digest(val_images, val_texts),
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
-
-    # A private copy, so the caller's frozen model can serve the next run.
-    model = copy.deepcopy(base_model(model)).to(device)
-    torch.manual_seed(seed)  # LoRA's A matrices start random
-    model = apply_lora(model, scope=scope, r=r, alpha=alpha, dropout=dropout, targets=targets)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    percent = trainable_fraction(model)
-
-    length = text_max_length(base_model(model))
-    train_ids = tokenize(processor, train_texts, length, lowercase=lowercase)
-    val_ids = tokenize(processor, val_texts, length, lowercase=lowercase)
-    size = int(base_model(model).config.vision_config.image_size)
-    from .model import preprocess
-
-    def pixels(images: np.ndarray) -> torch.Tensor:
-        return preprocess(images, mode=preprocessing, size=size).to(device, non_blocking=True)
-
-    n_batches = math.ceil(len(train_images) / batch_size)
-    steps_per_epoch = math.ceil(n_batches / grad_accum)
-    total_steps = steps_per_epoch * epochs
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
-    if lr_schedule == "linear":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total_steps))
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    generator = torch.Generator().manual_seed(seed)
-
-    history: list[dict] = []
-    best_val, best_epoch, bad_epochs, best_state, stopped = math.inf, None, 0, None, False
-    start_epoch = 1
-    ckpt_path = output_dir / CHECKPOINT
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state.get("run_key") == run_key:
-            _load_trainable_state(model, state["trainable"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state["rng"], generator)
-            history = list(state["history"])
-            best_val, best_epoch, bad_epochs = state["best_val"], state["best_epoch"], state["bad_epochs"]
-            best_state, stopped = state["best_state"], state["stopped"]
-            start_epoch = state["epoch"] + 1
-        else:
-            warnings.warn(f"{ckpt_path} belongs to a different run (data, model or settings changed): starting afresh")
-
-    config = dict(
-        settings,
-        n_train=len(train_images), n_val=len(val_images), steps_per_epoch=steps_per_epoch,
-        trainable_percent=percent, model=getattr(base_model(model).config, "_name_or_path", ""),
-        device=str(device), stamp=stamp(profile),
-    )  # fmt: skip
-    _write_json(output_dir / "config.json", config)
-
-    def val_loss() -> float:
-        model.eval()
-        total = 0.0
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            for start in range(0, len(val_images), batch_size):
-                stop = start + batch_size
-                loss = batch_loss(model, pixels(val_images[start:stop]), val_ids[start:stop].to(device))
-                total += loss.item() * len(val_ids[start:stop])  # the Trainer weights batches by size
-        return total / len(val_images)
-
-    def embeddings_at(tag: str) -> dict[str, np.ndarray]:
-        arrays = _embed_sets(
-            model, processor, eval_sets, preprocessing=preprocessing, dtype=embed_dtype, lowercase=lowercase, progress=False
-        )
-        if arrays:
-            np.savez(output_dir / "embeddings" / f"{tag}.npz", **arrays)
-        return arrays
-
-    epochs_this_call = 0
-    bar = tqdm(range(start_epoch, epochs + 1), desc=f"{scope} LoRA", disable=not progress or stopped)
+    eval_sets = dict(eval_sets or {})
+    first = state.epoch + 1
+    bar = tqdm(range(first, config.epochs + 1), desc=f"{config.scope} LoRA", disable=not progress or state.stopped)
     for epoch in bar:
-        if stopped:
+        if state.stopped:
             break
-        model.train()
-        order = torch.randperm(len(train_images), generator=generator)
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        losses = []
-        for first in range(0, len(batches), grad_accum):
-            window = batches[first : first + grad_accum]
-            for idx in window:
-                idx_np = idx.numpy()
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss = batch_loss(model, pixels(train_images[idx_np]), train_ids[idx].to(device))
-                scaler.scale(loss / len(window)).backward()
-                losses.append(loss.item())
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss()}
-        history.append(record)
-        bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{record['val_loss']:.4f}")
-
-        if record["val_loss"] < best_val:
-            best_val, best_epoch, bad_epochs = record["val_loss"], epoch, 0
-            best_state = _trainable_state(model) if restore_best else None
-        else:
-            bad_epochs += 1
-        stopped = patience > 0 and bad_epochs >= patience
-        if epoch in eval_epochs:
-            embeddings_at(f"epoch{epoch}")
-        _save_atomic(
-            {
-                "run_key": run_key, "epoch": epoch, "trainable": _trainable_state(model),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "rng": _rng_state(generator), "history": history, "best_val": best_val, "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs, "best_state": best_state, "stopped": stopped,
-            },
-            ckpt_path,
-        )  # fmt: skip
-        _write_json(output_dir / "history.json", history)
-        epochs_this_call += 1
-        if max_epochs_this_call is not None and epochs_this_call >= max_epochs_this_call and not stopped and epoch < epochs:
+        train_loss = train_one_epoch(model, train, optimizer, scheduler, scaler, generator, config, amp_dtype)
+        entry = state.record(epoch, train_loss, evaluate_loss(model, val, config.batch_size, amp_dtype), model, config)
+        bar.set_postfix(train=f"{entry['train_loss']:.4f}", val=f"{entry['val_loss']:.4f}")
+        if epoch in config.eval_epochs:
+            embed_stage(model, processor, eval_sets, config, output_dir, f"epoch{epoch}")
+        save_checkpoint(ckpt, key, state, model, optimizer, scheduler, scaler, generator)
+        _write_json(output_dir / "history.json", state.history)
+        paused = max_epochs_this_call is not None and epoch - first + 1 >= max_epochs_this_call
+        if paused and not state.stopped and epoch < config.epochs:
             bar.close()
-            return FinetuneResult(
-                model=model, history=history, output_dir=output_dir, completed=False, epochs_run=epoch,
-                best_epoch=best_epoch, stopped_early=False, trainable_percent=percent,
-            )  # fmt: skip
+            return _result(model, state, output_dir, split, completed=False)
     bar.close()
 
-    if restore_best and best_state is not None:
-        _load_trainable_state(model, best_state)
-    model.eval()
-    model.save_pretrained(output_dir / "adapter")
-    _write_json(output_dir / "history.json", history)
-    embeddings = {}
-    for epoch in eval_epochs:
-        path = output_dir / "embeddings" / f"epoch{epoch}.npz"
-        if path.is_file() and any(h["epoch"] == epoch for h in history):
-            with np.load(path) as data:
-                embeddings[f"epoch{epoch}"] = {k: data[k] for k in data.files}
-    if eval_sets:
-        embeddings["final"] = embeddings_at("final")
-    config.update(epochs_run=len(history), best_epoch=best_epoch, stopped_early=stopped, restored_best=restore_best)
-    _write_json(output_dir / "config.json", config)
-    return FinetuneResult(
-        model=model, history=history, output_dir=output_dir, completed=True, epochs_run=len(history),
-        best_epoch=best_epoch, stopped_early=stopped, trainable_percent=percent, embeddings=embeddings,
-    )  # fmt: skip
+    return finish_run(model, processor, state, config, record, eval_sets, output_dir, split)

@@ -1,9 +1,11 @@
 """`make paper`: run notebooks 01 -> 06 headless with papermill for one profile.
 
-Each step's key is a hash of its notebook, its parameters, the package source and
-the previous step's key; a step whose key did not change since its last successful
-run is skipped, so a second ``make paper`` takes seconds. Executed notebooks are
-kept in ``build/<profile>/``.
+A step's key is a hash of its notebook, its parameters, the source of the ``radioalign``
+modules the notebook can reach (its import statements, followed through the package's
+own imports: editing ``study/bench.py`` or ``study/report.py`` reruns nothing) and the
+previous step's key. A step whose key did not change since its last successful run is
+skipped, so a second ``make paper`` takes seconds. Executed notebooks are kept in
+``build/<profile>/``; the terminal gets one line per step, with its time.
 
     python -m radioalign.study.pipeline --profile smoke
     python -m radioalign.study.pipeline --download --profile paper   # prefetch for offline nodes
@@ -13,16 +15,21 @@ kept in ``build/<profile>/``.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
+import os
+import re
 import shutil
 import sys
 import time
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from ..paths import repo_root
-from .layout import figures_dir, results_dir
-from .profiles import PROFILES, get_profile
+from .layout import results_dir
+from .profiles import PINNED_VARIABLE, PROFILES, get_profile
 
 NOTEBOOKS = (
     "01_captioning",
@@ -32,64 +39,211 @@ NOTEBOOKS = (
     "05_similarity",
     "06_tsne",
 )
+PACKAGE = "radioalign"
+# The folder that holds the package (``src/`` in the repository).
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+# The kernel's start-up log (a warning that it talks over TCP without encryption, on
+# every step) is noise on the terminal; errors still show.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+_DOTTED = re.compile(rf"{PACKAGE}(\.[A-Za-z_]\w*)+")
 
 
-def _source_hash() -> str:
-    h = hashlib.sha256()
-    for path in sorted((repo_root() / "src" / "radioalign").rglob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+# ---------------------------------------------------------------------------
+# Step keys: the code a notebook can reach
 
 
-def step_key(notebook: Path, parameters: dict, previous: str) -> str:
+def module_files(src: Path = SOURCE_ROOT) -> dict[str, Path]:
+    """Dotted module name -> source file, for every module of the package under ``src``."""
+    files = {}
+    for path in sorted((src / PACKAGE).rglob("*.py")):
+        parts = path.relative_to(src).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+def imported_names(tree: ast.AST, module: str = "", is_package: bool = False) -> set[str]:
+    """The dotted names the import statements in ``tree`` may load, imports inside functions
+    included (they may run). ``from a import b`` gives ``a`` and ``a.b`` (``b`` may be a
+    submodule); relative imports are resolved against ``module``. A string constant that is
+    a dotted ``radioalign.`` path counts too: ``importlib`` may load it."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.fullmatch(node.value):
+            names.add(node.value)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package[: len(package) - node.level + 1] if node.level else []
+            base = ".".join(parts + ([node.module] if node.module else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return names
+
+
+@lru_cache(maxsize=1024)
+def _module_imports(source: bytes, module: str, is_package: bool) -> frozenset[str]:
+    # Keyed on the file's bytes: a run computes six closures over the same files.
+    return frozenset(imported_names(ast.parse(source), module, is_package))
+
+
+def _parse_cell(source: str) -> ast.AST:
+    # IPython magics and shell escapes are not Python: each becomes a `pass`.
+    lines = [
+        line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+        for line in source.splitlines()
+    ]
+    return ast.parse("\n".join(lines))
+
+
+def reached_files(sources: list[str], src: Path = SOURCE_ROOT) -> list[Path]:
+    """The package's source files that code with these cell sources can import: the modules
+    it names, the modules those import, and so on, each with its parent packages'
+    ``__init__.py`` (importing ``a.b`` runs ``a``). Every file when a cell does not parse."""
+    files = module_files(src)
+    seen: set[str] = set()
+    todo: list[str] = []
+
+    def add(names):
+        for name in names:
+            parts = name.split(".")
+            for prefix in (".".join(parts[: i + 1]) for i in range(len(parts))):
+                if prefix in files and prefix not in seen:
+                    seen.add(prefix)
+                    todo.append(prefix)
+
+    try:
+        trees = [_parse_cell(source) for source in sources]
+    except SyntaxError:
+        return sorted(files.values())
+    for tree in trees:
+        add(imported_names(tree))
+    while todo:
+        module = todo.pop()
+        path = files[module]
+        add(_module_imports(path.read_bytes(), module, path.name == "__init__.py"))
+    return sorted(files[m] for m in seen)
+
+
+def code_cells(notebook: Path) -> list[str]:
+    """The sources of a notebook's code cells."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells if c["cell_type"] == "code"]
+
+
+def step_key(notebook: Path, parameters: dict, previous: str, src: Path = SOURCE_ROOT) -> str:
+    """SHA-256 of the notebook, its parameters, the package files it reaches
+    (:func:`reached_files`, by path and content) and the previous step's key."""
     h = hashlib.sha256()
     h.update(notebook.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True).encode())
-    h.update(_source_hash().encode())
+    for path in reached_files(code_cells(notebook), src):
+        h.update(path.relative_to(src).as_posix().encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
     h.update(previous.encode())
     return h.hexdigest()
 
 
-def run(profile: str, *, timeout: int = 7200, force: bool = False, build: Path | None = None, parameters: dict | None = None) -> list[str]:
-    """Run the notebooks for ``profile``; return the names of the steps that ran."""
+# ---------------------------------------------------------------------------
+# Running the steps
+
+
+def execute(notebook: Path, executed: Path, parameters: dict, timeout: int, progress: bool | dict = False) -> None:
+    """Run ``notebook`` with papermill into ``executed``, in the notebook's folder."""
     import papermill as pm
 
+    pm.execute_notebook(
+        str(notebook),
+        str(executed),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(notebook.parent),
+        execution_timeout=timeout,
+        progress_bar=progress,
+        log_output=False,
+        extra_arguments=KERNEL_ARGUMENTS,
+    )
+
+
+@contextmanager
+def _pinned_profile():
+    # The kernels inherit this: the profile the pipeline passes is a choice
+    # (profiles.fitting_profile never swaps it for one that fits the machine).
+    before = os.environ.get(PINNED_VARIABLE)
+    os.environ[PINNED_VARIABLE] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PINNED_VARIABLE, None)
+        else:
+            os.environ[PINNED_VARIABLE] = before
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _run_step(name: str, notebook: Path, executed: Path, parameters: dict, timeout: int) -> None:
+    """One step and its one line: on a terminal papermill's progress bar stands in for the
+    line while the step runs; in a log the step's name comes first, its time when it ends."""
+    tty = sys.stderr.isatty()
+    label = f"[radioalign] {name:<21}"
+    if not tty:
+        print(label, end=" ", flush=True)
+    start = time.monotonic()
+    try:
+        execute(notebook, executed, parameters, timeout, progress={"desc": name, "leave": False} if tty else False)
+    except BaseException:
+        print("failed" if not tty else f"{label} failed", flush=True)
+        raise
+    took = f"ran in {_duration(time.monotonic() - start)}"
+    print(took if not tty else f"{label} {took}", flush=True)
+
+
+def run(
+    profile: str,
+    *,
+    timeout: int = 7200,
+    force: bool = False,
+    build: Path | None = None,
+    parameters: dict | None = None,
+    notebooks: Path | None = None,
+    src: Path = SOURCE_ROOT,
+) -> list[str]:
+    """Run the notebooks (``notebooks/`` unless given) for ``profile``; return the names of
+    the steps that ran."""
     get_profile(profile)  # fail early on an unknown profile
     root = repo_root()
+    notebooks = Path(notebooks) if notebooks else root / "notebooks"
     build = build or root / "build" / profile
     build.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, **(parameters or {})}
     previous, ran, missing = "", [], []
-    for name in NOTEBOOKS:
-        notebook = root / "notebooks" / f"{name}.ipynb"
-        if not notebook.is_file():
-            missing.append(name)
-            print(f"[radioalign] {name}: not there yet (notebooks/{name}.ipynb is missing) — skipped")
-            continue
-        key = step_key(notebook, params, previous)
-        done = build / f".{name}.key"
-        executed = build / f"{name}.ipynb"
-        previous = key
-        if not force and executed.is_file() and done.is_file() and done.read_text() == key:
-            print(f"[radioalign] {name}: inputs unchanged — skipped")
-            continue
-        print(f"[radioalign] {name}: running (profile {profile})", flush=True)
-        start = time.time()
-        done.unlink(missing_ok=True)
-        pm.execute_notebook(
-            str(notebook),
-            str(executed),
-            parameters=params,
-            kernel_name="python3",
-            cwd=str(notebook.parent),
-            execution_timeout=timeout,
-            progress_bar=sys.stderr.isatty(),
-            log_output=False,
-        )
-        done.write_text(key)
-        ran.append(name)
-        print(f"[radioalign] {name}: done in {time.time() - start:.0f} s", flush=True)
+    print(f"[radioalign] profile {profile}: executed notebooks in {build}", flush=True)
+    with _pinned_profile():
+        for name in NOTEBOOKS:
+            notebook = notebooks / f"{name}.ipynb"
+            if not notebook.is_file():
+                missing.append(name)
+                print(f"[radioalign] {name:<21} not there yet ({notebook.name} is missing): skipped")
+                continue
+            key = step_key(notebook, params, previous, src)
+            done = build / f".{name}.key"
+            executed = build / f"{name}.ipynb"
+            previous = key
+            if not force and executed.is_file() and done.is_file() and done.read_text() == key:
+                print(f"[radioalign] {name:<21} skipped: inputs unchanged")
+                continue
+            done.unlink(missing_ok=True)
+            _run_step(name, notebook, executed, params, timeout)
+            done.write_text(key)
+            ran.append(name)
     if profile == "paper":
         publish(profile)
     if missing:
@@ -99,17 +253,25 @@ def run(profile: str, *, timeout: int = 7200, force: bool = False, build: Path |
 
 
 def publish(profile: str = "paper") -> None:
-    """Copy the paper profile's table and figures to ``paper/generated/`` and ``figures/``."""
+    """Publish a profile's results from the figure registry: tables, the report's figures
+    and the stamp to ``paper/generated/`` (``report.collect``), and each registered report
+    figure's files with their stamps to ``figures/``.
+
+    Raises ``FigureMissingError`` (naming the notebook that makes it) when a registered
+    figure is missing, before anything is copied.
+    """
+    from .figures import report_figures
+    from .report import collect
+
     root = repo_root()
-    generated = root / "paper" / "generated"
-    generated.mkdir(parents=True, exist_ok=True)
-    for name in ("table1.md", "table1.tex", "metrics.csv"):
-        src = results_dir(profile) / name
-        if src.is_file():
-            shutil.copy2(src, generated / name)
-    if figures_dir(profile).is_dir():
-        for fig in figures_dir(profile).glob("fig*"):
-            shutil.copy2(fig, root / "figures" / fig.name)
+    collect(profile, root / "paper" / "generated")
+    published = root / "figures"
+    published.mkdir(parents=True, exist_ok=True)
+    for figure in report_figures():
+        for path in figure.paths(profile):
+            for src in (path, path.with_name(path.name + ".stamp.json")):
+                if src.is_file():
+                    shutil.copy2(src, published / src.name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         run(args.profile, timeout=args.timeout, force=args.force)
     except PapermillExecutionError as exc:
         # The executed notebook keeps the full traceback; the terminal gets the reason.
-        print(f"\n[radioalign] a step failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
+        print(f"[radioalign] a step failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
         print(f"[radioalign] the executed notebook with the traceback is in build/{args.profile}/", file=sys.stderr)
         return 1
     return 0
@@ -142,8 +304,6 @@ def main(argv: list[str] | None = None) -> int:
 def make_references() -> int:
     """Run the smoke profile from scratch in ``build/references`` and copy the executed
     notebooks to ``tests/notebooks/``, the regression references nbval compares against."""
-    import os
-
     root = repo_root()
     build = root / "build" / "references"
     if build.exists():

@@ -6,7 +6,7 @@ values, and any parameter the notebook sets explicitly (not ``None``) wins.
 ========  =================  ===========  =====================================  ======
 profile   data               captions     model                                  where
 ========  =================  ===========  =====================================  ======
-paper     MiraBest_full      published    google/siglip2-base-patch16-224        GPU
+paper     MiraBest_full      published    google/siglip2-base-patch16-224, fp32  GPU
 cpu       MiraBest_full      published    same, bf16 where fast, fewer epochs    laptop
 smoke     synthetic archive  catalog      tiny SigLIP + local tokenizer          CI
 ========  =================  ===========  =====================================  ======
@@ -14,7 +14,9 @@ smoke     synthetic archive  catalog      tiny SigLIP + local tokenizer         
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ..model import BASE_MODEL, TINY_MODEL
@@ -40,7 +42,9 @@ class Profile:
     caption_source: str  # "published" | "gemini" | "local" | "catalog"
     model: str  # hub id, local folder, or "tiny"
     preprocessing: str = "paper"  # "paper" ([0, 1] pixels) | "siglip" ([-1, 1])
-    dtype: str = "auto"  # embedding dtype
+    # Feature dtype: float32 as the authors computed their test features; "auto" (bf16
+    # where the hardware runs it natively) only where a profile says so.
+    dtype: str = "float32"
     prompts: tuple[str, ...] = ("curated", "control")
     # Caption sources made besides the main one and embedded as a further condition
     # (their "curated" prompt): catalogue-style text against LLM text.
@@ -149,3 +153,68 @@ def finetune_config(profile: Profile, scope: str, captions: str):
         val_fraction=profile.val_fraction, eval_epochs=profile.eval_epochs, preprocessing=profile.preprocessing,
         embed_dtype=profile.dtype,
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Which profile fits this machine
+
+# `make paper` sets this in the kernels' environment: the profile it passes is a choice,
+# never a default to replace. Set it yourself to run the paper profile where it does not fit.
+PINNED_VARIABLE = "RADIOALIGN_PROFILE_PINNED"
+# The paper profile's host memory: the base SigLIP 2, its optimiser state and the data.
+PAPER_MEMORY_BYTES = 8_000_000_000
+# Environment variables mybinder.org (BinderHub) sets in a session.
+BINDER_VARIABLES = ("BINDER_SERVICE_HOST", "BINDER_REPO_URL", "BINDER_LAUNCH_HOST", "BINDER_REQUEST")
+
+
+def memory_bytes(environ=None) -> int | None:
+    """The memory this process may use: the smallest of the machine's RAM, the cgroup
+    limit (v2 ``memory.max`` or v1 ``memory.limit_in_bytes``) and ``$MEM_LIMIT`` (set on
+    Binder); None when none of them can be read."""
+    environ = os.environ if environ is None else environ
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # Windows has no sysconf
+        pass
+    for name in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" means no limit
+            limits.append(int(text))
+    if str(environ.get("MEM_LIMIT", "")).isdigit():
+        limits.append(int(environ["MEM_LIMIT"]))
+    return min(limits) if limits else None
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def fitting_profile(requested: str, *, environ=None, has_cuda: bool | None = None, memory: float | None = None) -> str:
+    """The profile a notebook runs: ``requested``, except that the default ``"paper"`` becomes
+    ``"smoke"`` where it cannot run: a Binder session, or no CUDA GPU and under 8 GB of
+    memory (``memory`` in bytes; None: :func:`memory_bytes`). The reason is printed, so it is
+    the notebook's first output. Never where ``$RADIOALIGN_PROFILE_PINNED`` is set (``make paper``
+    sets it): a notebook cannot tell a papermill parameter from the parameters cell's default."""
+    environ = os.environ if environ is None else environ
+    if requested != "paper" or environ.get(PINNED_VARIABLE):
+        return requested
+    has_cuda = _has_cuda() if has_cuda is None else has_cuda
+    memory = memory_bytes(environ) if memory is None else memory
+    binder = any(environ.get(name) for name in BINDER_VARIABLES)
+    if binder or (not has_cuda and memory is not None and memory < PAPER_MEMORY_BYTES):
+        where = "this is a Binder session" if binder else f"this machine has no CUDA GPU and {memory / 1e9:.1f} GB of memory"
+        print(
+            f'profile "smoke" instead of "paper": {where}, and the paper profile needs a GPU and '
+            f'about 8 GB. "smoke" runs the whole study on synthetic images with a tiny model; its numbers '
+            f"test the code, not the science. Set {PINNED_VARIABLE}=1 to run the paper profile anyway."
+        )
+        return "smoke"
+    if not has_cuda:
+        print('no CUDA GPU: the paper profile will take many hours here; profile = "cpu" is sized for a laptop.')
+    return requested

@@ -5,6 +5,10 @@ the build happens in ``paper/build/P/``: ``report.tex`` is copied there and
 ``generated/`` is filled from ``results/P`` (tables, figures, a stamp), so building the
 smoke report never touches the published ``paper/generated/`` of the paper profile.
 
+The figures are the registry's (``radioalign.study.figures.FIGURES``, the paper's and the
+extras): a missing one stops the build with an error that names the notebook making it,
+and ``generated/figures.tex`` places each with its registered title as caption.
+
     python -m radioalign.study.report --profile smoke     # -> paper/build/smoke/report.pdf
 """
 
@@ -18,7 +22,8 @@ from pathlib import Path
 
 from ..paths import repo_root
 from ..provenance import stamp
-from .layout import figures_dir, results_dir
+from .figures import PAPER, Figure, FigureMissingError, report_figures, require_figures
+from .layout import results_dir
 
 TABLES = ("table1.tex", "comparison.tex", "table1.md", "metrics.csv")
 
@@ -29,8 +34,31 @@ def _latex_escape(text: str) -> str:
     return text
 
 
+def figures_tex(figures: list[Figure]) -> str:
+    """LaTeX for the report's figures, from the registry: each figure's PDF, its title as
+    the caption, and the notebook and function that made it (showyourwork's ``\\script{}``)."""
+    blocks = []
+    for f in figures:
+        made = f"notebooks/{f.notebook}.ipynb" + (f", {f.function}" if f.function else "")
+        extra = "" if f.kind == PAPER else " (not in the original paper)"
+        blocks.append(
+            "\\begin{figure}[H]\\centering\n"
+            f"\\includegraphics[width=0.95\\linewidth]{{generated/{f.key}.pdf}}\n"
+            f"\\caption{{{_latex_escape(f.title)}{extra} {{\\footnotesize\\emph{{Made by \\texttt{{{_latex_escape(made)}}}.}}}}}}\n"
+            f"\\label{{fig:{f.key}}}\n"
+            "\\end{figure}\n"
+        )
+    return "\n".join(blocks)
+
+
 def collect(profile: str, target: Path) -> list[str]:
-    """Copy a profile's tables and figures into ``target`` and write ``stamp.tex``; return what is missing."""
+    """Copy a profile's tables and its registered report figures into ``target``, write
+    ``figures.tex`` and ``stamp.tex``; return the tables that are missing.
+
+    Raises ``FigureMissingError`` naming each missing figure and the notebook that makes it.
+    """
+    figures = report_figures()
+    require_figures(profile, figures)
     target.mkdir(parents=True, exist_ok=True)
     missing = []
     for name in TABLES:
@@ -39,12 +67,10 @@ def collect(profile: str, target: Path) -> list[str]:
             shutil.copy2(src, target / name)
         else:
             missing.append(str(src))
-    for n in range(1, 6):
-        src = figures_dir(profile) / f"fig{n}.pdf"
-        if src.is_file():
-            shutil.copy2(src, target / src.name)
-        else:
-            missing.append(str(src))
+    for f in figures:
+        for path in f.paths(profile):
+            shutil.copy2(path, target / path.name)
+    (target / "figures.tex").write_text(figures_tex(figures))
     s = stamp(profile)
     v = s["versions"]
     (target / "stamp.tex").write_text(
@@ -64,7 +90,7 @@ def build(profile: str, *, latexmk: str = "latexmk") -> Path:
     shutil.copy2(paper / "report.tex", workdir / "report.tex")
     missing = collect(profile, workdir / "generated")
     for item in missing:
-        print(f"[radioalign] report: not produced yet, shown as missing: {item}")
+        print(f"[radioalign] report: table not produced yet, shown as missing: {item}")
     if shutil.which(latexmk) is None:
         raise RuntimeError(
             f"{latexmk} is not installed: install TeX Live (Debian: apt-get install latexmk "
@@ -85,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m radioalign.study.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="paper")
     args = parser.parse_args(argv)
-    build(args.profile)
+    try:
+        build(args.profile)
+    except FigureMissingError as exc:
+        print(f"[radioalign] report: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -23,15 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..metrics import ROW_COLUMNS, evaluate_bundle, percentile_interval
+from ..metrics import percentile_interval
 from ..provenance import stamp_line, write_stamp
 from .bundles import available_bundles, caption_sets, load_bundle, parse_tag
+from .evaluation import ROW_COLUMNS, evaluate_bundle
 from .layout import results_dir
 
 COLUMNS = {"frozen": "Frozen", "vision": "Vision", "text": "Text", "full": "Full"}
 BASELINE = "control"
 
-# The study's rows: label -> (metric, modality) in metrics.evaluate_bundle's rows.
+# The study's rows: label -> (metric, modality) in evaluation.evaluate_bundle's rows.
 TABLE1_ROWS = {
     "Linear probe F1, images": ("linear_probe_f1", "image"),
     "Linear probe F1, text": ("linear_probe_f1", "text"),

@@ -1,0 +1,288 @@
+"""The survey store: an embedded LanceDB database on disk.
+
+Tables:
+
+``sources``  one row per source: ``id`` (see :func:`source_id`), ``name``, ``ra``,
+             ``dec`` (degrees, null when unknown), ``source`` (the file, or
+             ``catalogue#name`` for a cut-out from a mosaic), ``thumbnail`` (PNG bytes of
+             the 150 x 150 model input), ``vector`` (the L2-normalised image embedding),
+             ``model`` (fingerprint), ``adapter``, ``preprocessing`` and ``created_at``;
+``errors``   one row per input that failed: ``id``, ``name``, ``source``, ``reason``,
+             ``created_at``;
+``labels``   zero-shot labels: ``id``, ``prompts`` (the prompt set), ``label``,
+             ``score``, ``probabilities`` (JSON ``{class: p}``), ``created_at``;
+``meta``     ``key``/``value`` strings: the model fingerprint, model, adapter, model
+             input preprocessing, dimension, provenance stamp.
+
+A write is one LanceDB commit: a process killed mid-write leaves the table at its
+previous version, so a source is either fully stored or absent. Above ``ann_threshold``
+rows the vector column gets an IVF-PQ index (cosine); below, search is exact.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SOURCES, ERRORS, LABELS, META = "sources", "errors", "labels", "meta"
+DEFAULT_ANN_THRESHOLD = 100_000
+MIN_ANN_ROWS = 256  # IVF-PQ trains 2**8 centroids per sub-vector: it needs at least this many rows
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be used as asked (missing, or built with another model)."""
+
+
+class ModelMismatchError(StoreError):
+    """A query or ingest with a model other than the one the store was built with."""
+
+
+def source_id(key: str) -> str:
+    """A source's id: the first 16 hex digits of the SHA-1 of its key (a file's resolved
+    path, or ``<resolved catalogue path>#<name>``), so a rerun finds the same id."""
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
+def now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def in_list(column: str, values: Iterable[str]) -> str:
+    """A SQL ``column IN (...)`` filter with quoted values."""
+    return f"{column} IN ({', '.join(quote(v) for v in values)})"
+
+
+def sources_schema(dim: int):
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("name", pa.string()),
+            pa.field("ra", pa.float64()),
+            pa.field("dec", pa.float64()),
+            pa.field("source", pa.string()),
+            pa.field("thumbnail", pa.binary()),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+            pa.field("model", pa.string()),
+            pa.field("adapter", pa.string()),
+            pa.field("preprocessing", pa.string()),
+            pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def errors_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("name", pa.string()),
+            pa.field("source", pa.string()),
+            pa.field("reason", pa.string()),
+            pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def labels_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("prompts", pa.string()),
+            pa.field("label", pa.string()),
+            pa.field("score", pa.float32()),
+            pa.field("probabilities", pa.string()),
+            pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+class Store:
+    """A LanceDB survey store at ``path`` (a folder, created on first write)."""
+
+    def __init__(self, path: str | os.PathLike):
+        import lancedb
+
+        self.path = Path(path)
+        self.db = lancedb.connect(str(self.path))
+        self._tables: dict = {}
+
+    # -- tables -------------------------------------------------------------
+
+    def has(self, name: str) -> bool:
+        return name in self.db.list_tables().tables
+
+    def table(self, name: str):
+        if name not in self._tables:
+            if not self.has(name):
+                raise StoreError(f"the store at {self.path} has no {name!r} table (run `radioalign ingest` first)")
+            self._tables[name] = self.db.open_table(name)
+        return self._tables[name]
+
+    def _create(self, name: str, schema):
+        if not self.has(name):
+            self.db.create_table(name, schema=schema, exist_ok=True)
+        self._tables.pop(name, None)
+        return self.table(name)
+
+    def count(self, name: str = SOURCES) -> int:
+        return self.table(name).count_rows() if self.has(name) else 0
+
+    # -- metadata -----------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` table as a dict (empty for a new store)."""
+        if not self.has(META):
+            return {}
+        rows = self.table(META).to_arrow().to_pylist()
+        return {r["key"]: r["value"] for r in rows}
+
+    def init_meta(self, values: dict[str, str]) -> None:
+        """Write the metadata of a new store (the first ingest)."""
+        import pyarrow as pa
+
+        schema = pa.schema([pa.field("key", pa.string()), pa.field("value", pa.string())])
+        table = self._create(META, schema)
+        table.add(pa.table({"key": list(values), "value": [str(v) for v in values.values()]}, schema=schema))
+
+    def check_model(self, fingerprint: str, what: str) -> None:
+        """Refuse ``fingerprint`` when the store was built with another model."""
+        meta = self.meta()
+        stored = meta.get("fingerprint")
+        if stored is not None and stored != fingerprint:
+            raise ModelMismatchError(
+                f"the store at {self.path} was built with model {meta.get('model')!r} adapter "
+                f"{meta.get('adapter') or 'none'} (fingerprint {stored[:12]}), but this {what} uses a model with "
+                f"fingerprint {fingerprint[:12]}. Use the store's model (omit --model/--adapter) or another store."
+            )
+
+    # -- rows ---------------------------------------------------------------
+
+    def existing_ids(self, ids: Sequence[str], tables: Sequence[str] = (SOURCES, ERRORS)) -> set[str]:
+        """Which of ``ids`` are already in ``tables`` (one filtered scan each; the BTREE
+        index on ``id`` makes it a lookup)."""
+        found: set[str] = set()
+        if not ids:
+            return found
+        for name in tables:
+            if self.has(name):
+                rows = self.table(name).search().where(in_list("id", ids)).select(["id"]).limit(len(ids) + 1).to_arrow()
+                found.update(rows.column("id").to_pylist())
+        return found
+
+    def add_sources(self, rows: list[dict], dim: int) -> None:
+        import pyarrow as pa
+
+        if rows:
+            table = self._create(SOURCES, sources_schema(dim))
+            table.add(pa.Table.from_pylist(rows, schema=sources_schema(dim)))
+
+    def add_errors(self, rows: list[dict]) -> None:
+        import pyarrow as pa
+
+        if rows:
+            table = self._create(ERRORS, errors_schema())
+            table.add(pa.Table.from_pylist(rows, schema=errors_schema()))
+
+    def clear_errors(self) -> int:
+        """Delete every error row (so that a rerun retries those inputs); returns how many."""
+        n = self.count(ERRORS)
+        if n:
+            self.table(ERRORS).delete("true")
+        return n
+
+    def replace_labels(self, prompts: str, batches: Iterable[list[dict]]) -> int:
+        """Replace the labels of prompt set ``prompts`` by the rows of ``batches``."""
+        import pyarrow as pa
+
+        table = self._create(LABELS, labels_schema())
+        table.delete(f"prompts = {quote(prompts)}")
+        n = 0
+        for rows in batches:
+            table.add(pa.Table.from_pylist(rows, schema=labels_schema()))
+            n += len(rows)
+        return n
+
+    def rows_where(self, where: str, columns: Sequence[str], table: str = SOURCES, limit: int | None = None) -> list[dict]:
+        if not self.has(table):
+            return []
+        query = self.table(table).search().where(where).select(list(columns))
+        return query.limit(limit).to_arrow().to_pylist() if limit else query.to_arrow().to_pylist()
+
+    def scan(self, columns: Sequence[str], batch_size: int = 4096, table: str = SOURCES):
+        """The table's rows as pyarrow record batches of ``columns`` (bounded memory)."""
+        if not self.has(table):
+            return iter(())
+        return self.table(table).search().select(list(columns)).to_batches(batch_size=batch_size)
+
+    # -- maintenance --------------------------------------------------------
+
+    def has_vector_index(self) -> bool:
+        return self.has(SOURCES) and any("vector" in i.columns for i in self.table(SOURCES).list_indices())
+
+    def ensure_id_index(self) -> None:
+        """A BTREE index on ``id`` (built once; :meth:`optimize` keeps it current)."""
+        from lancedb.index import BTree
+
+        table = self.table(SOURCES)
+        if not any(i.columns == ["id"] for i in table.list_indices()):
+            table.create_index("id", config=BTree(), replace=True)
+
+    def optimize(self) -> None:
+        """Compact the small fragments that batch writes leave and fold new rows into the
+        indices (LanceDB ``optimize``)."""
+        for name in (SOURCES, ERRORS):
+            if self.has(name):
+                self.table(name).optimize()
+
+    def ensure_vector_index(self, ann_threshold: int = DEFAULT_ANN_THRESHOLD, **ivf_pq) -> str:
+        """Build the IVF-PQ index once the store holds ``ann_threshold`` rows (at least
+        ``MIN_ANN_ROWS``); returns ``"ivf_pq"`` or ``"exact"``. ``ivf_pq``: arguments of
+        ``lancedb.index.IvfPq`` (``num_partitions``, ``num_sub_vectors`` ...; LanceDB's
+        defaults otherwise)."""
+        from lancedb.index import IvfPq
+
+        n = self.count()
+        if self.has_vector_index():
+            return "ivf_pq"
+        if n < max(ann_threshold, MIN_ANN_ROWS):
+            return "exact"
+        log.info("building the IVF-PQ index over %d vectors", n)
+        self.table(SOURCES).create_index("vector", config=IvfPq(distance_type="cosine", **ivf_pq), replace=True)
+        return "ivf_pq"
+
+
+def open_store(path: str | os.PathLike, *, must_exist: bool = False) -> Store:
+    """The store at ``path``; with ``must_exist`` a missing or empty store is an error."""
+    path = Path(path)
+    if must_exist and not (path.is_dir() and Store(path).has(SOURCES)):
+        raise StoreError(f"no survey store at {path} (create one with `radioalign ingest ... --store {path}`)")
+    return Store(path)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def meta_json(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

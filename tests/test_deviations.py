@@ -1,0 +1,59 @@
+"""The deviation registry and the bf16-vs-fp32 measurement that fills one of its rows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from radioalign.study import deviations as D
+
+REQUIRED_TOPICS = [
+    "LoRA rank", "Pixel range", "Text linear probe", "Feature precision", "Validation order",
+    "Probe learning rate, Full-control", "Attention mask in text inputs", "Lower-casing", "Model evaluated", "Uncertainty",
+]  # fmt: skip
+
+
+def test_registry_has_every_row_the_audit_asked_for():
+    table = D.deviations()
+    assert list(table.columns) == ["topic", "paper", "authors_code", "radioalign", "effect"]
+    assert set(REQUIRED_TOPICS) <= set(table["topic"]) and table["topic"].is_unique
+    assert (table.fillna("") != "").all().all(), "every cell is filled (effect says 'not measured' when so)"
+
+
+def test_public_entry_point_and_renderings():
+    import radioalign
+
+    table = radioalign.deviations()
+    md, tex = D.render_markdown(table), D.render_latex(table)
+    assert md.count("\n") == len(table) + 2
+    for topic in table["topic"]:
+        assert topic in md and D._tex(topic) in tex
+    assert "\\begin{description}" in tex and "%" not in tex.replace("\\%", "")
+
+
+def test_measured_effect_is_read_from_its_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "MEASUREMENTS", tmp_path / "paper" / "measurements")
+    row = D.deviations().set_index("topic").loc["Feature precision", "effect"]
+    assert row.startswith("not measured") and "radioalign.study.precision" in row
+    D.MEASUREMENTS.mkdir(parents=True)
+    (D.MEASUREMENTS / "bf16_vs_fp32.json").write_text(json.dumps({"summary": "cosine >= 0.99"}))
+    assert D.deviations().set_index("topic").loc["Feature precision", "effect"].startswith("cosine >= 0.99")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_precision_measurement_on_the_tiny_model(tiny, tmp_path):
+    from radioalign.data import make_synthetic_archive
+    from radioalign.study.precision import measure
+
+    archive = make_synthetic_archive(tmp_path, per_batch=6)
+    model, processor = tiny
+    result = measure(archive, version="synthetic", train_limit=None, model=model, processor=processor)
+    assert result["n_train"] > 10 and result["n_test"] > 2
+    for stats in result["embedding_cosine"].values():
+        assert 0.9 < stats["min"] <= stats["mean"] <= 1.0 + 1e-6, "bf16 features stay close to fp32"
+    assert set(result["difference"]) == set(result["metrics_fp32"])
+    key = "recall@1"
+    assert np.isclose(result["difference"][key], result["metrics_bf16"][key] - result["metrics_fp32"][key])
+    assert "embedding cosine >=" in result["summary"]

@@ -1,0 +1,84 @@
+"""Text inputs pinned down: attention mask and padding side are explicit settings.
+
+On the tiny model: a caption that fills every position is untouched by either setting
+(nothing is padded, nothing is masked), while a short caption changes with both, since
+the text tower pools the last position (padding on the right, the last word on the left)
+and the mask changes what the real tokens attend to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from radioalign.embed import embed_texts
+from radioalign.model import text_max_length, text_processing, tokenize
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _embed(tiny, texts, **kwargs):
+    model, processor = tiny
+    return embed_texts(model, processor, texts, dtype="float32", progress=False, **kwargs)
+
+
+def _filling_caption(tiny) -> str:
+    model, processor = tiny
+    length = text_max_length(model)
+    text = " ".join(["radio galaxy with two lobes"] * length)
+    ids = tokenize(processor, [text], length)
+    assert (ids != processor.tokenizer.pad_token_id).all(), "the caption fills every position"
+    return text
+
+
+def test_short_captions_change_with_the_mask_and_the_padding_side(tiny):
+    short = ["a compact core", "two bright lobes with hotspots at the ends"]
+    plain = _embed(tiny, short)
+    masked = _embed(tiny, short, attention_mask=True)
+    left = _embed(tiny, short, padding_side="left")
+    assert not np.allclose(plain, masked, atol=1e-5)
+    assert not np.allclose(plain, left, atol=1e-5)
+    np.testing.assert_array_equal(plain, _embed(tiny, short, attention_mask=False, padding_side="right"))
+
+
+def test_a_caption_that_fills_the_tower_is_untouched_by_either_setting(tiny):
+    full = [_filling_caption(tiny)]
+    plain = _embed(tiny, full)
+    np.testing.assert_allclose(_embed(tiny, full, attention_mask=True), plain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_embed(tiny, full, padding_side="left"), plain, rtol=1e-5, atol=1e-6)
+
+
+def test_tokenize_pads_on_the_side_asked_and_restores_the_tokenizer(tiny):
+    _, processor = tiny
+    tok = processor.tokenizer
+    before = tok.padding_side
+    ids, mask = tokenize(processor, ["radio galaxy"], 8, padding_side="left", return_attention_mask=True)
+    assert ids[0, 0] == tok.pad_token_id and ids[0, -1] != tok.pad_token_id
+    assert mask[0].tolist() == [0] * int((mask[0] == 0).sum()) + [1] * int(mask[0].sum())
+    assert tok.padding_side == before
+    with pytest.raises(ValueError, match="padding_side"):
+        tokenize(processor, ["x"], 8, padding_side="middle")
+
+
+def test_text_processing_reports_what_the_processor_returns(tiny):
+    info = text_processing(tiny[1])
+    assert set(info) == {"tokenizer", "native_padding_side", "returns_attention_mask", "lowercase"}
+    assert info["native_padding_side"] in ("left", "right") and isinstance(info["returns_attention_mask"], bool)
+
+
+def test_d4_transforms_form_the_group_and_tta_is_their_mean(tiny):
+    from radioalign.embed import D4_NAMES, d4_transform, embed_images
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 12, 12), dtype=np.uint8)
+    views = [d4_transform(images, k) for k in range(8)]
+    assert len({v.tobytes() for v in views}) == 8 == len(D4_NAMES), "eight distinct symmetries"
+    np.testing.assert_array_equal(d4_transform(d4_transform(images, 1), 3), images)  # rot90 then rot270
+    np.testing.assert_array_equal(d4_transform(d4_transform(images, 4), 4), images)  # a flip undoes itself
+    model, _ = tiny
+    each = [embed_images(model, v, dtype="float32", progress=False) for v in views]
+    tta = embed_images(model, images, dtype="float32", tta="d4", progress=False)
+    np.testing.assert_allclose(tta, np.mean(each, axis=0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(embed_images(model, views[5], dtype="float32", tta="d4", progress=False), tta, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="tta"):
+        embed_images(model, images, tta="d8")
