@@ -142,6 +142,36 @@ def test_truncation_uses_the_model_tokenizer_and_finds_lost_attributes(tiny):
     assert (kept_ids[0, :-1] == tokenize(processor, [long], 64)[0, :-1]).all()
 
 
+class _NoOffsets:
+    """A tokenizer without character offsets (a slow tokenizer): the cut text is decoded instead."""
+
+    is_fast = False
+
+    def __init__(self, tok):
+        object.__setattr__(self, "_tok", tok)
+
+    def __getattr__(self, name):  # padding_side, pad_token_id, ... of the real tokenizer
+        return getattr(self._tok, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._tok, name, value)
+
+    def __call__(self, texts, **options):
+        options.pop("return_offsets_mapping", None)
+        return self._tok(texts, **options)
+
+    def decode(self, ids, **options):
+        return self._tok.decode(ids, **options)
+
+
+def test_truncation_without_offsets_decodes_the_cut_tokens(tiny):
+    _, processor = tiny
+    long = "a bright core with two lobes " + "and " * 70 + "a wide-angle tail to the left"
+    table = truncation_audit([long], _NoOffsets(processor.tokenizer), max_length=64)
+    assert table.at[0, "truncated"] and table.at[0, "cut_text"].endswith("tail to the left")
+    assert set(table.at[0, "lost"]) == {"bent_tailed", "position"}
+
+
 def test_audit_captions_bundles_everything(tiny):
     _, processor = tiny
     captions = ["Edge-brightened hotspots " + "and " * 70 + "a bent tail.", "Edge-darkened jets.", "Two lobes.", "A core."]

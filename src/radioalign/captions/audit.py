@@ -330,16 +330,17 @@ def contradiction_rates(attributes: pd.DataFrame, labels) -> dict[str, float]:
 # ------------------------------------------------------------------------ truncation
 
 
-def _cut_start(text: str, encoding, kept: int, tok, ids: list[int], content: list[int]) -> tuple[int | None, str]:
-    """Where the cut begins in ``text`` (character offset, None when unknown) and the cut text."""
-    dropped = content[kept:]
-    if not dropped:
-        return len(text), ""
-    offsets = encoding.get("offset_mapping")
+def _split_at_cut(caption: str, text: str, offsets, tok, ids: list[int], content: list[int], n_kept: int) -> tuple[str, str]:
+    """``(kept, cut)`` text of one caption: sliced at the first dropped token's character offset,
+    or, for a tokenizer without offsets, the decoded kept and dropped tokens."""
+    if n_kept >= len(content):
+        return caption, ""
     if offsets is not None:
-        start = offsets[dropped[0]][0]
-        return start, text[start:]
-    return None, tok.decode([ids[j] for j in dropped], skip_special_tokens=True)
+        start = offsets[content[n_kept]][0]
+        source = caption if len(caption) == len(text) else text  # offsets index the (lower-cased) text
+        return source[:start], source[start:]
+    kept = tok.decode([ids[j] for j in content[:n_kept]], skip_special_tokens=True)
+    return kept, tok.decode([ids[j] for j in content[n_kept:]], skip_special_tokens=True)
 
 
 def truncation_audit(captions: Sequence[str], processor, max_length: int = 64, *, lowercase: bool | None = None) -> pd.DataFrame:
@@ -357,6 +358,9 @@ def truncation_audit(captions: Sequence[str], processor, max_length: int = 64, *
     tok = getattr(processor, "tokenizer", processor)
     if getattr(tok, "truncation_side", "right") != "right":
         raise ValueError(f"the tokenizer truncates on the {tok.truncation_side}; the audit expects right-side truncation, as SigLIP uses")
+    columns = ["n_tokens", "truncated", "kept_text", "cut_text", "lost", "cut_attributes"]
+    if not captions:
+        return pd.DataFrame(columns=columns)
     lowercase = expects_lowercase(processor) if lowercase is None else lowercase
     texts = [c.lower() for c in captions] if lowercase else captions
     model_ids = tokenize(processor, captions, max_length, lowercase=lowercase).tolist()
@@ -366,31 +370,29 @@ def truncation_audit(captions: Sequence[str], processor, max_length: int = 64, *
     full = tok(texts, truncation=False, **options)
     kept = tok(texts, truncation=True, max_length=max_length, **options)
     rows = []
-    for i, text in enumerate(texts):
-        ids, mask = full["input_ids"][i], full["special_tokens_mask"][i]
-        kept_ids, kept_mask = kept["input_ids"][i], kept["special_tokens_mask"][i]
-        if model_ids[i][: len(kept_ids)] != list(kept_ids):
-            raise RuntimeError(f"caption {i}: the tokenizer's truncated ids differ from radioalign.model.tokenize's; the audit would not count what the model sees")
-        content = [j for j, special in enumerate(mask) if not special]
-        n_kept = sum(1 for special in kept_mask if not special)
-        encoding = {k: full[k][i] for k in ("offset_mapping",) if k in full}
-        start, cut = _cut_start(text, encoding, n_kept, tok, ids, content)
-        original = captions[i] if len(captions[i]) == len(text) else text  # offsets index the (lower-cased) text
-        kept_text = original[:start] if start is not None else original
-        cut_text = original[start:] if start is not None else cut
-        rows.append({"n_tokens": len(ids), "truncated": len(ids) > max_length, "kept_text": kept_text, "cut_text": cut_text})
+    for i, (caption, text) in enumerate(zip(captions, texts)):
+        ids, kept_ids = full["input_ids"][i], kept["input_ids"][i]
+        n = len(kept_ids)
+        if list(kept_ids) not in (model_ids[i][:n], model_ids[i][len(model_ids[i]) - n :]):  # padded on the right or left
+            raise RuntimeError(
+                f"caption {i}: the tokenizer's truncated ids differ from radioalign.model.tokenize's; "
+                "the audit would not count what the model sees"
+            )
+        content = [j for j, special in enumerate(full["special_tokens_mask"][i]) if not special]
+        n_kept = sum(1 for special in kept["special_tokens_mask"][i] if not special)
+        offsets = full["offset_mapping"][i] if "offset_mapping" in full else None
+        kept_text, cut_text = _split_at_cut(caption, text, offsets, tok, ids, content, n_kept)
+        # Truncation keeps the special tokens and drops content, so "cut" is "content dropped".
+        rows.append({"n_tokens": len(ids), "truncated": n_kept < len(content), "kept_text": kept_text, "cut_text": cut_text})
     out = pd.DataFrame(rows)
-    if (out["truncated"] != (out["cut_text"].str.strip() != "")).any() and len(out):
-        # A caption over the limit must lose text, and one within it must not: else offsets went wrong.
-        bad = out.index[out["truncated"] != (out["cut_text"].str.strip() != "")].tolist()[:5]
-        raise RuntimeError(f"truncation and recovered cut text disagree for captions {bad}")
-    full_attrs = caption_attributes(captions)
-    kept_attrs = caption_attributes(out["kept_text"].tolist())
+    if (out["truncated"] != (out["n_tokens"] > max_length)).any():
+        raise RuntimeError("truncation by the tokenizer disagrees with the untruncated token counts")
+    full_attrs, kept_attrs = caption_attributes(captions), caption_attributes(out["kept_text"].tolist())
     cut_attrs = caption_attributes(out["cut_text"].tolist())
     names = list(ATTRIBUTES)
     out["lost"] = [tuple(a for a in names if full_attrs.at[i, a] and not kept_attrs.at[i, a]) for i in out.index]
     out["cut_attributes"] = [tuple(a for a in names if cut_attrs.at[i, a]) for i in out.index]
-    return out
+    return out[columns]
 
 
 def lost_counts(truncation: pd.DataFrame) -> pd.Series:

@@ -239,17 +239,18 @@ def knn_predictions(train_x, train_y, test_x, k: int = 5) -> np.ndarray:
 
 
 def linear_probe_f1(
-    train_x, train_y, test_x, test_y, *, protocol: str = "paper", average: str = "binary", seed: int = 0
+    train_x, train_y, test_x, test_y, *, protocol: str = "paper", average: str = "binary", seed: int = 0, **paper_options
 ) -> float:
     """F1 of a linear probe trained on ``train_x`` and scored on ``test_x``.
 
     ``protocol="paper"``: the authors' probe (module docstring), the mean F1 over the
     last 10 of 100 Adam steps; ``"sklearn"``: cross-validated logistic regression.
     ``average="binary"`` scores FR-II (label 1) as positive; ``"macro"`` averages classes.
-    Deterministic for a given ``seed``.
+    Deterministic for a given ``seed``. ``paper_options`` (``lr``, ``steps``,
+    ``average_last``) change the paper probe, e.g. ``lr=1.0`` as the authors' log ran it.
     """
     train_x, train_y, test_x, test_y, classes = check_probe_inputs(train_x, train_y, test_x, test_y, average)
-    preds = probe_predictions(train_x, train_y, test_x, protocol=protocol, seed=seed)
+    preds = probe_predictions(train_x, train_y, test_x, protocol=protocol, seed=seed, **paper_options)
     return float(f1_scores(test_y, preds, classes, average).mean())
 
 
@@ -260,12 +261,14 @@ def knn_f1(train_x, train_y, test_x, test_y, k: int = 5) -> float:
 
 
 def probe_f1_replicates(
-    train_x, train_y, test_x, test_y, idx, *, protocol: str = "paper", average: str = "binary", seed: int = 0
+    train_x, train_y, test_x, test_y, idx, *, protocol: str = "paper", average: str = "binary", seed: int = 0,
+    **paper_options,
 ) -> tuple[float, np.ndarray]:
     """:func:`linear_probe_f1` and its bootstrap replicates over the resamples ``idx``
-    (B, n_test): the probe is trained once; only its test predictions are resampled."""
+    (B, n_test): the probe is trained once; only its test predictions are resampled.
+    ``paper_options`` (``lr``, ``steps``, ``average_last``) as in :func:`probe_predictions`."""
     train_x, train_y, test_x, test_y, classes = check_probe_inputs(train_x, train_y, test_x, test_y, average)
-    preds = probe_predictions(train_x, train_y, test_x, protocol=protocol, seed=seed)
+    preds = probe_predictions(train_x, train_y, test_x, protocol=protocol, seed=seed, **paper_options)
     return float(f1_scores(test_y, preds, classes, average).mean()), f1_replicates(test_y, preds, classes, average, idx)
 
 

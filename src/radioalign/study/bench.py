@@ -350,15 +350,18 @@ def render_epochs(results: list[dict]) -> list[str]:
     """The epoch-time table: per scope, cache off and on, the saving and the one-off cache cost."""
     first = results[0]
     lines = [
-        f"training epoch ({EPOCH_TRAIN} train + {EPOCH_VAL} val pairs, batch {first['batch']}, {_precision(first['precision'])};"
+        f"training epoch ({EPOCH_TRAIN} train + {EPOCH_VAL} val pairs, batch {first['batch']}, "
+        f"{_precision(first['precision'])};"
         f" extrapolated from {first['batches_timed']} timed batch(es) per scope)",
-        f"  {'scope':<7}{'cache off':>11}{'cache on':>11}{'saving':>9}   one-off cache ({EPOCH_TRAIN + EPOCH_VAL} items, once per run)",
+        f"  {'scope':<7}{'cache off':>11}{'cache on':>11}{'saving':>9}"
+        f"   one-off cache ({EPOCH_TRAIN + EPOCH_VAL} items, once per run)",
     ]
     for r in results:
         off = r["off"]["epoch_seconds"]
         if "on" in r:
             on, cache = r["on"]["epoch_seconds"], r["on"]["cache_seconds"]
-            lines.append(f"  {r['scope']:<7}{off:>9.1f} s{on:>9.1f} s{1 - on / off:>9.0%}   {cache:.1f} s ({r['frozen_tower']} tower)")
+            saving = f"{1 - on / off:>9.0%}"
+            lines.append(f"  {r['scope']:<7}{off:>9.1f} s{on:>9.1f} s{saving}   {cache:.1f} s ({r['frozen_tower']} tower)")
         else:
             lines.append(f"  {r['scope']:<7}{off:>9.1f} s{'n/a':>11}{'':>9}   none: both towers train")
     return lines
@@ -370,7 +373,8 @@ def render(report: dict) -> str:
         f"radioalign bench on {m['device']}: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']} "
         f"({m['torch_threads']} threads, {m['cpu_capability']}), load average {m['load_average']}",
         f"model: SigLIP 2 base architecture, {report['parameters_m']:.1f} M parameters, random weights "
-        f"(built in {report['build_seconds']:.1f} s)" + (f"; embeddings in {report['embedding_dtype']}" if "embedding_dtype" in report else ""),
+        f"(built in {report['build_seconds']:.1f} s)"
+        + (f"; embeddings in {report['embedding_dtype']}" if "embedding_dtype" in report else ""),
         "",
     ]
     if "matmul" in report:

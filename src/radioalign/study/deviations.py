@@ -96,10 +96,11 @@ _ROWS = [
         "n = 104: the interval of an F1 near 0.9 is about ±0.06",
     ),
     (
-        "Curated both-towers learning rate",
+        "LoRA learning rates",
         "2.5e-5",
-        "command not in the log",
-        "2.5e-5 (the paper's)",
+        "2.5e-5 for curated vision/text and control vision; 5e-6 for control text and control full; "
+        "the curated both-towers command is not in the log",
+        "the logged rate per run, 2.5e-5 (the paper's) for curated full (Profile.learning_rate)",
         NOT_MEASURED,
     ),
     (

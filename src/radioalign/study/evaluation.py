@@ -63,13 +63,32 @@ def classification_features(bundle, captions: str, concat_l2: bool = True) -> di
     return feats
 
 
-def _authors_text_probe_row(bundle, *, bootstrap: int, seed: int, keep: bool) -> dict:
+def _authors_text_probe_row(bundle, *, bootstrap: int, seed: int, keep: bool, metric="linear_probe_f1", **paper) -> dict:
     ytr, yte = np.asarray(bundle["labels_train"]), np.asarray(bundle["labels_test"])
     idx = bootstrap_indices(len(yte), bootstrap, seed)
     value, reps = probe_f1_replicates(
-        bundle["image_train"], ytr, bundle["image_test"], yte, idx, protocol="paper", seed=seed + 1
+        bundle["image_train"], ytr, bundle["image_test"], yte, idx, protocol="paper", seed=seed + 1, **paper
     )
-    return interval_row("linear_probe_f1", "text_authors", value, reps, len(yte), keep)
+    return interval_row(metric, "text_authors", value, reps, len(yte), keep)
+
+
+AUTHORS_LR_METRIC = "linear_probe_f1_authors_lr"
+
+
+def authors_lr_rows(bundle, captions: str, lr: float, *, bootstrap: int, seed: int, keep: bool) -> list[dict]:
+    """The paper probe at learning rate ``lr`` (metric :data:`AUTHORS_LR_METRIC`) on images,
+    the authors' image-feature "text" probe and the concatenation: the authors' logged
+    Full-control command passed ``--linear_lr 0001``, which argparse reads as 1.0."""
+    ytr, yte = np.asarray(bundle["labels_train"]), np.asarray(bundle["labels_test"])
+    idx = bootstrap_indices(len(yte), bootstrap, seed)
+    feats = classification_features(bundle, captions, concat_l2=False)
+    rows = []
+    for modality in ("image", "concat"):
+        (train_x, test_x) = feats[modality]
+        value, reps = probe_f1_replicates(train_x, ytr, test_x, yte, idx, protocol="paper", seed=seed, lr=lr)
+        rows.append(interval_row(AUTHORS_LR_METRIC, modality, value, reps, len(yte), keep))
+    rows.insert(1, _authors_text_probe_row(bundle, bootstrap=bootstrap, seed=seed, keep=keep, metric=AUTHORS_LR_METRIC, lr=lr))
+    return rows
 
 
 def evaluate_bundle(
@@ -82,6 +101,7 @@ def evaluate_bundle(
     seed: int = 0,
     protocols: Sequence[str] = ("paper", "sklearn"),
     authors_text_probe_defect: bool = True,
+    authors_probe_lr: float | None = None,
     return_replicates: bool = False,
 ) -> pd.DataFrame:
     """Every metric of one bundle (a dict or an ``.npz`` path) with one caption set.
@@ -89,7 +109,8 @@ def evaluate_bundle(
     Columns: model, tag, captions, metric, modality, value, low, high, n, B (plus
     ``replicates`` with ``return_replicates``). ``tag`` defaults to the file's stem
     (``"unnamed"`` for a dict); ``model`` to the tag's scope (``frozen``, ``vision``,
-    ``text``, ``full``), or the tag itself when it is not a study tag.
+    ``text``, ``full``), or the tag itself when it is not a study tag. ``authors_probe_lr``
+    adds :func:`authors_lr_rows` at that learning rate.
     """
     if isinstance(bundle, (str, Path)):
         tag = tag or Path(bundle).stem
@@ -103,6 +124,8 @@ def evaluate_bundle(
     if authors_text_probe_defect and "paper" in protocols:
         at = next(i for i, r in enumerate(rows) if (r["metric"], r["modality"]) == ("linear_probe_f1", "image"))
         rows.insert(at + 1, _authors_text_probe_row(bundle, bootstrap=bootstrap, seed=seed, keep=return_replicates))
+    if authors_probe_lr is not None and "paper" in protocols:
+        rows += authors_lr_rows(bundle, captions, authors_probe_lr, bootstrap=bootstrap, seed=seed, keep=return_replicates)
     rows += evaluate_retrieval(bundle["image_test"], bundle[f"text_{captions}_test"], yte, **options)
     frame = pd.DataFrame(rows)
     frame.insert(0, "captions", captions)

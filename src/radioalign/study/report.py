@@ -23,6 +23,7 @@ from pathlib import Path
 from ..paths import repo_root
 from ..provenance import stamp
 from .figures import PAPER, Figure, FigureMissingError, report_figures, require_figures
+from .deviations import render_latex as deviations_latex
 from .layout import results_dir
 
 TABLES = ("table1.tex", "comparison.tex", "table1.md", "metrics.csv")
@@ -71,6 +72,7 @@ def collect(profile: str, target: Path) -> list[str]:
         for path in f.paths(profile):
             shutil.copy2(path, target / path.name)
     (target / "figures.tex").write_text(figures_tex(figures))
+    (target / "deviations.tex").write_text(deviations_latex())
     s = stamp(profile)
     v = s["versions"]
     (target / "stamp.tex").write_text(

@@ -16,7 +16,6 @@ difference gets its own interval), and ``write_tables`` renders:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,8 +24,8 @@ import pandas as pd
 
 from ..metrics import percentile_interval
 from ..provenance import stamp_line, write_stamp
-from .bundles import available_bundles, caption_sets, load_bundle, parse_tag
-from .evaluation import ROW_COLUMNS, evaluate_bundle
+from .bundles import available_bundles, caption_sets, load_bundle, parse_tag, tag
+from .evaluation import AUTHORS_LR_METRIC, ROW_COLUMNS, evaluate_bundle
 from .layout import results_dir
 
 COLUMNS = {"frozen": "Frozen", "vision": "Vision", "text": "Text", "full": "Full"}
@@ -47,8 +46,18 @@ TABLE1_ROWS = {
 }
 # Rows the paper does not have: the authors' defective text probe and the standard probe.
 DEFECT_ROW = "Linear probe F1, text as the authors computed it (image features)"
+# The authors' logged Full-control command ran its probes at lr 1.0 (`--linear_lr 0001`):
+# these rows give the Full column's difference against that control probe.
+AUTHORS_PROBE_LR = 1.0
+AUTHORS_LR_RUN = tag("full", "control")
+AUTHORS_LR_ROWS = {
+    "Linear probe F1, images; Δ against the control probe at lr 1.0 (as logged)": (AUTHORS_LR_METRIC, "image"),
+    "Linear probe F1, text (image features); Δ against the control probe at lr 1.0 (as logged)": (AUTHORS_LR_METRIC, "text_authors"),
+    "Linear probe F1, concatenated; Δ against the control probe at lr 1.0 (as logged)": (AUTHORS_LR_METRIC, "concat"),
+}
 EXTRA_ROWS = {
     DEFECT_ROW: ("linear_probe_f1", "text_authors"),
+    **AUTHORS_LR_ROWS,
     "Linear probe F1 (sklearn), images": ("linear_probe_f1_sklearn", "image"),
     "Linear probe F1 (sklearn), text": ("linear_probe_f1_sklearn", "text"),
     "Linear probe F1 (sklearn), concatenated": ("linear_probe_f1_sklearn", "concat"),
@@ -103,17 +112,43 @@ def collect_metrics(
         sets = caption_sets(bundle) if info.scope == "frozen" else [info.captions]
         jobs += [(tag, bundle, c) for c in sets]
     frames, names = [], {}
-    for tag, bundle, captions in tqdm(jobs, desc="evaluating", disable=not progress):
-        names[tag] = tuple(np.asarray(bundle.get("names_test", np.arange(len(bundle["labels_test"])))).tolist())
+    for tag_, bundle, captions in tqdm(jobs, desc="evaluating", disable=not progress):
+        names[tag_] = tuple(np.asarray(bundle.get("names_test", np.arange(len(bundle["labels_test"])))).tolist())
+        lr = AUTHORS_PROBE_LR if tag_ == AUTHORS_LR_RUN else None
         frames.append(
-            evaluate_bundle(bundle, captions, tag=tag, bootstrap=bootstrap, seed=seed, protocols=protocols, return_replicates=True)
+            evaluate_bundle(bundle, captions, tag=tag_, bootstrap=bootstrap, seed=seed, protocols=protocols,
+                            authors_probe_lr=lr, return_replicates=True)  # fmt: skip
         )
     if not frames:
         return pd.DataFrame(columns=ROW_COLUMNS)
     df = pd.concat(frames, ignore_index=True)
     diffs = paired_differences(df, names, baseline=baseline)
-    out = pd.concat([df, diffs], ignore_index=True) if len(diffs) else df
+    logged = authors_lr_differences(df, names)
+    out = pd.concat([f for f in (df, diffs, logged) if len(f)], ignore_index=True)
     return out.drop(columns="replicates")[ROW_COLUMNS]
+
+
+def authors_lr_differences(df: pd.DataFrame, names: dict[str, tuple] | None = None) -> pd.DataFrame:
+    """The Full column's curated − control difference as the authors' log ran it: the
+    curated probe at lr 0.01 against the control probe at lr 1.0 (rows of metric
+    ``AUTHORS_LR_METRIC``: the curated value, copied, and the paired difference)."""
+    control = df[(df["tag"] == AUTHORS_LR_RUN) & (df["metric"] == AUTHORS_LR_METRIC)]
+    if control.empty:
+        return pd.DataFrame()
+    curated = df[(df["tag"] == tag("full", "curated")) & (df["metric"] == "linear_probe_f1")]
+    rows = []
+    for _, c in control.iterrows():
+        mine = curated[curated["modality"] == c["modality"]]
+        if mine.empty or (names and names.get(mine.iloc[0]["tag"]) != names.get(c["tag"])):
+            continue
+        o = mine.iloc[0]
+        rows.append({**o.to_dict(), "metric": AUTHORS_LR_METRIC})
+        reps = np.asarray(o["replicates"]) - np.asarray(c["replicates"])
+        lo, hi = percentile_interval(reps)
+        rows.append(dict(model=o["model"], tag=f"{o['tag']}|{c['tag']}", captions=f"{o['captions']}-{BASELINE}",
+                         metric=AUTHORS_LR_METRIC, modality=c["modality"], value=o["value"] - c["value"], low=lo,
+                         high=hi, n=o["n"], B=len(reps), replicates=reps))  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def paired_differences(df: pd.DataFrame, names: dict[str, tuple] | None = None, baseline: str = BASELINE) -> pd.DataFrame:
@@ -239,8 +274,11 @@ def table_notes(t: pd.DataFrame, captions: str = "curated", baseline: str = BASE
         "Linear probe: the authors' protocol (one linear layer, full-batch Adam, lr 0.01, 100 steps, mean test F1 "
         "over the last 10, FR-II positive) on the raw features; the text probe is trained on text features. "
         "The authors' code trained its \"text\" probe on image features: the row marked as theirs reproduces that.",
-        "Retrieval: ties count against the pair; Recall@k is the mean of image→text and text→image. "
-        "'–': no bundle for that model.",
+        "Retrieval: ties count against the pair; Recall@k is the mean of image→text and text→image; its "
+        "intervals resample queries and gallery together and re-rank within each resample (at k = 1 such "
+        "replicates lean upwards: a resample can leave out the items that outrank a pair). "
+        "Rows marked 'as logged': the Full column's difference against the control probe at lr 1.0, "
+        "as the authors' logged Full-control command ran it. '–': no bundle for that model.",
     ]
     if note:
         parts.append(note)
@@ -306,13 +344,17 @@ def comparison_frame(df: pd.DataFrame, captions: str = "curated", baseline: str 
     Columns: row, model, ours, low, high, published, ours_minus_published, inside (the
     published value lies in our 95 % interval), ours_diff, diff_low, diff_high,
     published_diff. The authors' defective text probe is compared with the published
-    text row as well.
+    text row as well, and for the Full column the probes against the control probe at
+    lr 1.0, as the authors' log ran it (:data:`AUTHORS_LR_ROWS`).
     """
     t = table1_frame(df, captions, baseline, extra_rows=True).set_index(["row", "column"])
     records = []
-    pairs = [(label, label) for label in PUBLISHED] + [(DEFECT_ROW, "Linear probe F1, text")]
+    published_of = dict(zip(AUTHORS_LR_ROWS, ("Linear probe F1, images", "Linear probe F1, text", "Linear probe F1, concatenated")))
+    pairs = [(label, label) for label in PUBLISHED] + [(DEFECT_ROW, "Linear probe F1, text")] + list(published_of.items())
     for ours_label, pub_label in pairs:
         for model, column in COLUMNS.items():
+            if ours_label in AUTHORS_LR_ROWS and model != "full":
+                continue  # only the Full-control run was logged with lr 1.0
             pub, pub_diff = PUBLISHED[pub_label][model]
             r = t.loc[(ours_label, column)]
             records.append(
