@@ -21,3 +21,12 @@ def deviations():
     from .study.deviations import deviations as _deviations
 
     return _deviations()
+
+
+def text_only_features(texts, encoder="tfidf", fit_texts=None):
+    """``(N, D)`` features of ``texts`` from an encoder that never saw an image: ``"tfidf"``
+    (fitted on ``fit_texts``, or on ``texts`` when none), ``"minilm"`` or a local folder
+    of a sentence-transformers model; see ``radioalign.text_baselines``."""
+    from .text_baselines import text_only_features as _features
+
+    return _features(texts, encoder=encoder, fit_texts=fit_texts)

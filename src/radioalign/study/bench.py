@@ -406,7 +406,7 @@ def render(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m radioalign.study.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer and smaller batches (about a minute on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="fewer and smaller batches (a few minutes on 2 CPU cores)")
     parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best present)")
     parser.add_argument("--dtype", default="auto", help="embedding dtype (default auto)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
