@@ -82,3 +82,31 @@ def test_d4_transforms_form_the_group_and_tta_is_their_mean(tiny):
     np.testing.assert_allclose(embed_images(model, views[5], dtype="float32", tta="d4", progress=False), tta, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="tta"):
         embed_images(model, images, tta="d8")
+
+
+def test_training_takes_the_authors_text_inputs_by_default(tiny, tmp_path):
+    """Training passes the mask exactly when the processor returns one (the authors'
+    ``model(**inputs)``); evaluation passes ids only. Switching either changes the run."""
+    import json
+
+    from radioalign.train import finetune
+    from tiny_siglip import toy_captions, toy_images
+
+    model, processor = tiny
+    images, texts = toy_images(12, seed=1), toy_captions(12)
+    common = dict(scope="text", epochs=1, batch_size=4, grad_accum=1, lr=1e-2, patience=0, progress=False,
+                  mixed_precision="no", eval_sets={"text": texts[:4]})  # fmt: skip
+    default = finetune(model, processor, images, texts, images[:4], texts[:4], output_dir=tmp_path / "a", **common)
+    record = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert record["train_attention_mask_used"] == text_processing(processor)["returns_attention_mask"]
+    assert record["eval_attention_mask"] is False and record["padding_side"] == "right"
+    unmasked = finetune(model, processor, images, texts, images[:4], texts[:4], output_dir=tmp_path / "b",
+                        train_attention_mask=False, **common)  # fmt: skip
+    if record["train_attention_mask_used"]:
+        assert default.history[0]["train_loss"] != unmasked.history[0]["train_loss"]
+    evaluated = finetune(model, processor, images, texts, images[:4], texts[:4], output_dir=tmp_path / "c",
+                         eval_attention_mask=True, **common)  # fmt: skip
+    assert not np.allclose(default.embeddings["final"]["text"], evaluated.embeddings["final"]["text"], atol=1e-6)
+    with pytest.raises(ValueError, match="padding_side"):
+        finetune(model, processor, images, texts, output_dir=tmp_path / "d", **{**common, "padding_side": "up"})
+    assert not (tmp_path / "d").exists()

@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from .embed import embed_images, embed_texts, evaluating, model_fingerprint
 from .model import (
     DEFAULT_TARGETS, PREPROCESSING, SCOPES, apply_lora, base_model, image_features, preprocess, text_features,
-    text_max_length, tokenize, trainable_fraction,
+    PADDING_SIDES, text_max_length, text_processing, tokenize, trainable_fraction,
 )  # fmt: skip
 from .provenance import stamp
 
@@ -76,9 +76,9 @@ def sigmoid_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits_per_image.float(), target)
 
 
-def batch_loss(model, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """The sigmoid loss of one batch of matching (image, caption) pairs, no attention mask."""
-    out = model(input_ids=input_ids, pixel_values=pixel_values)
+def batch_loss(model, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The sigmoid loss of one batch of matching (image, caption) pairs (attention mask optional)."""
+    out = model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask)
     return sigmoid_loss(out.logits_per_image)
 
 
@@ -112,6 +112,10 @@ class FinetuneConfig:
     ``"fp16"``, ``"bf16"`` or ``"no"``. ``embed_dtype``: dtype of the evaluation embeddings.
     ``lowercase``: as ``model.tokenize``. ``cache_frozen_tower``: in a single-tower run,
     compute the frozen tower's outputs once per call instead of at every step (same results).
+    Text inputs, each the authors' choice by default: ``padding_side`` (``"right"``, SigLIP's
+    pre-training layout); ``train_attention_mask`` (``None``: pass the mask exactly when
+    the processor returns one, as their training passed ``model(**processor(...))``);
+    ``eval_attention_mask`` (``False``: ids only, as their evaluation did).
     """
 
     scope: str
@@ -136,6 +140,9 @@ class FinetuneConfig:
     embed_dtype: str = "float32"  # the authors computed features in float32
     lowercase: bool | None = None
     cache_frozen_tower: bool = True
+    padding_side: str = "right"
+    train_attention_mask: bool | None = None
+    eval_attention_mask: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -162,6 +169,8 @@ class FinetuneConfig:
             raise ValueError(f"mixed_precision must be 'auto', 'fp16', 'bf16' or 'no', got {self.mixed_precision!r}")
         if self.embed_dtype != "auto":
             resolve_dtype(self.embed_dtype)
+        if self.padding_side not in PADDING_SIDES:
+            raise ValueError(f"padding_side must be one of {PADDING_SIDES}, not {self.padding_side!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -271,6 +280,7 @@ class Pairs:
     device: torch.device
     image_embeds: torch.Tensor | None = None
     text_embeds: torch.Tensor | None = None
+    mask: torch.Tensor | None = None  # the text attention mask, when the run passes one
 
     def __len__(self) -> int:
         return len(self.images)
@@ -278,22 +288,39 @@ class Pairs:
     def pixels(self, idx: torch.Tensor) -> torch.Tensor:
         return preprocess(self.images[idx.numpy()], mode=self.preprocessing, size=self.size).to(self.device, non_blocking=True)
 
+    def text(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Ids and (when the run passes one) attention mask of the pairs at ``idx``, on the device."""
+        mask = self.mask[idx].to(self.device) if self.mask is not None else None
+        return self.ids[idx].to(self.device), mask
+
     def loss(self, model, idx: torch.Tensor) -> torch.Tensor:
         """The sigmoid loss of the pairs at ``idx`` (a CPU index tensor), from cached features where present."""
         if self.image_embeds is not None:
-            text = text_features(model, self.ids[idx].to(self.device))
+            text = text_features(model, *self.text(idx))
             return sigmoid_loss(siglip_logits(model, self.image_embeds[idx.to(self.device)], text))
         if self.text_embeds is not None:
             image = image_features(model, self.pixels(idx))
             return sigmoid_loss(siglip_logits(model, image, self.text_embeds[idx.to(self.device)]))
-        return batch_loss(model, self.pixels(idx), self.ids[idx].to(self.device))
+        return batch_loss(model, self.pixels(idx), *self.text(idx))
+
+
+def train_attention_mask(processor, config: FinetuneConfig) -> bool:
+    """Whether training passes the text attention mask: ``config.train_attention_mask``, or
+    when ``None`` whether the processor returns one (the authors' ``model(**inputs)``)."""
+    if config.train_attention_mask is not None:
+        return config.train_attention_mask
+    return text_processing(processor)["returns_attention_mask"]
 
 
 def make_pairs(model, processor, images: np.ndarray, texts: Sequence[str], config: FinetuneConfig, device) -> Pairs:
-    """Tokenised pairs (padded to the text tower's length, no attention mask) for ``model``."""
+    """Tokenised pairs (padded to the text tower's length on ``config.padding_side``, with the
+    attention mask when :func:`train_attention_mask`) for ``model``."""
     siglip = base_model(model)
-    ids = tokenize(processor, list(texts), text_max_length(siglip), lowercase=config.lowercase)
-    return Pairs(images, ids, config.preprocessing, int(siglip.config.vision_config.image_size), torch.device(device))
+    ids, mask = tokenize(processor, list(texts), text_max_length(siglip), lowercase=config.lowercase,
+                         padding_side=config.padding_side, return_attention_mask=True)  # fmt: skip
+    mask = mask if train_attention_mask(processor, config) else None
+    size = int(siglip.config.vision_config.image_size)
+    return Pairs(images, ids, config.preprocessing, size, torch.device(device), mask=mask)
 
 
 def frozen_tower(model, scope: str) -> str | None:
@@ -319,7 +346,7 @@ def with_frozen_features(model, pairs: Pairs, tower: str | None, batch_size: int
             if tower == "vision":
                 chunks.append(image_features(model, pairs.pixels(idx)))
             else:
-                chunks.append(text_features(model, pairs.ids[idx].to(pairs.device)))
+                chunks.append(text_features(model, *pairs.text(idx)))
     return replace(pairs, **{"image_embeds" if tower == "vision" else "text_embeds": torch.cat(chunks)})
 
 
@@ -547,7 +574,8 @@ def embed_stage(model, processor, eval_sets: Mapping[str, Any], config: Finetune
             arrays[name] = embed_images(model, value, preprocessing=config.preprocessing, dtype=config.embed_dtype, progress=False)
         else:
             arrays[name] = embed_texts(
-                model, processor, list(value), dtype=config.embed_dtype, lowercase=config.lowercase, progress=False
+                model, processor, list(value), dtype=config.embed_dtype, lowercase=config.lowercase,
+                attention_mask=config.eval_attention_mask, padding_side=config.padding_side, progress=False,
             )
     if arrays:
         np.savez(output_dir / "embeddings" / f"{tag}.npz", **arrays)
@@ -665,6 +693,7 @@ def finetune(
     ckpt = output_dir / CHECKPOINT
     state = (load_checkpoint(ckpt, key, model, optimizer, scheduler, scaler, generator) if resume else None) or TrainState()
     record = run_record(config, precision, split, model, device, tower, stamp_profile)
+    record["train_attention_mask_used"] = train.mask is not None
     _write_json(output_dir / "config.json", record)
 
     eval_sets = dict(eval_sets or {})
