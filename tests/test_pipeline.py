@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_smoke_study_writes_table_figures_stamps_and_no_key(smoke_study):
+def test_smoke_study_writes_table_figures_stamps_and_no_key(smoke_study, monkeypatch):
     from radioalign.study.figures import report_figures
 
+    monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(smoke_study.results.parent))  # where the layout looks
     assert not smoke_study.failed, f"the smoke study ({smoke_study.runner}) failed: {smoke_study.failed[:3]}"
     out = smoke_study.results
     expected = [out / name for name in ("metrics.csv", "table1.md", "table1.tex")]

@@ -178,6 +178,10 @@ def test_a_store_refuses_another_model(ingested, tmp_path, capsys):
     code = main(["search", "--store", str(ingested["store"]), "--text", "a jet", "--model", str(other)])
     err = capsys.readouterr().err
     assert code == 2 and "fingerprint" in err and "built with" in err
+    code = main(["search", "--store", str(ingested["store"]), "--like", "J0003", "--model", str(other)])
+    assert code == 2 and "fingerprint" in capsys.readouterr().err
+    code = main(["ingest", str(ingested["root"] / "cutouts"), "--store", str(ingested["store"]), "--model", str(other), "--workers", "0", "--no-progress"])
+    assert code == 2 and "fingerprint" in capsys.readouterr().err
     code = main(["search", "--store", str(tmp_path / "nowhere"), "--text", "a jet"])
     assert code == 2 and "no survey store" in capsys.readouterr().err
 
@@ -222,6 +226,31 @@ def test_catalogue_cut_from_a_mosaic(tmp_path, tiny_siglip_dir, capsys, monkeypa
 # kill -9 and rerun
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            children.setdefault(int(fields["PPid"]), []).append(int(fields["Pid"]))
+        except (OSError, KeyError, ValueError):
+            continue
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def wait_gone(pids: set[int], timeout: float = 30.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = {p for p in pids if Path(f"/proc/{p}").exists()}
+        time.sleep(0.2)
+    return pids
+
+
 def test_kill_during_ingest_then_rerun_adds_each_source_once(tmp_path, env):
     total = 60
     write_good_files(tmp_path / "many", total, seed=3)
@@ -234,12 +263,15 @@ def test_kill_during_ingest_then_rerun_adds_each_source_once(tmp_path, env):
         for line in proc.stderr:  # the first committed batch, then kill -9 at once
             if "wrote" in line or time.monotonic() > deadline:
                 break
+        helpers = descendants(proc.pid)  # the fork server and the DataLoader workers
+        assert helpers or not Path("/proc").is_dir()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
+    assert not wait_gone(helpers), "the workers of a killed ingest must exit, not linger as orphans"
     store = Store(store_path)
     before = {r["id"]: r["created_at"] for r in store.table(SOURCES).to_arrow().to_pylist()}
     assert 0 < len(before) < total, f"the kill must land mid-run ({len(before)} of {total} stored)"

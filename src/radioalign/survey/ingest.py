@@ -16,6 +16,7 @@ failed is not retried by later runs unless ``retry_failed``.
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import math
@@ -30,8 +31,8 @@ import numpy as np
 
 from ..provenance import stamp
 from .images import RECIPE, model_image, png_bytes
-from .readers import best_mosaic, cut_from_mosaic, file_kind, read_catalog, read_file, source_name
-from .store import DEFAULT_ANN_THRESHOLD, ERRORS, SOURCES, Store, meta_json, now, source_id
+from .readers import best_mosaic, cut_from_mosaic, read_catalog, read_file, source_name
+from .store import DEFAULT_ANN_THRESHOLD, SOURCES, Store, meta_json, now, source_id
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,20 @@ def worker_context():
 
 
 def start_workers_early(workers: int) -> None:
-    """Start the fork server now, so that its imports overlap the model's loading."""
+    """Start the fork server now, so that its imports overlap the model's loading.
+
+    A script that calls ``ingest`` with workers must do so under
+    ``if __name__ == "__main__":`` (as any multiprocessing code with the fork server or
+    spawn): the workers import the script, and an unguarded call would run again there."""
+    import multiprocessing
+    import sys
+
+    main = sys.modules.get("__main__")
+    if workers > 0 and multiprocessing.parent_process() is not None and getattr(main, "__name__", "") == "__mp_main__":
+        raise RuntimeError(
+            "ingest() with workers ran while a worker process imported your script: "
+            "call it under `if __name__ == \"__main__\":` (or pass workers=0)"
+        )
     if workers > 0:
         context = worker_context()
         if context.get_start_method() == "forkserver":
@@ -284,11 +298,38 @@ def start_workers_early(workers: int) -> None:
             forkserver.ensure_running()
 
 
+def exit_with_parent(parent_pid: int, worker_id: int = 0, interval: float = 1.0) -> None:
+    """A worker's ``worker_init_fn``: exit when the ingest process is gone.
+
+    Workers started by a fork server are its children, not the ingest process's, so
+    PyTorch's own check (the worker's parent pid) never fires after a ``kill -9`` of the
+    ingest; and each worker holds the fork server's lifeline, so neither would exit.
+    A daemon thread polls ``parent_pid`` and ends the worker when it has gone."""
+    import threading
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _loader(store, tasks, batch_size: int, workers: int, summary):
     from torch.utils.data import DataLoader
 
     sampler = TodoBatches(store, tasks, batch_size, summary)
-    extra = {"prefetch_factor": 2, "multiprocessing_context": worker_context()} if workers > 0 else {}
+    extra = {}
+    if workers > 0:
+        extra = {
+            "prefetch_factor": 2, "multiprocessing_context": worker_context(),
+            "worker_init_fn": functools.partial(exit_with_parent, os.getpid()),
+        }  # fmt: skip
     return DataLoader(_Reader(), batch_sampler=sampler, num_workers=workers, collate_fn=_as_list, **extra)
 
 
@@ -366,6 +407,7 @@ def ingest(
     """
     from tqdm.auto import tqdm
 
+    from ..model import BASE_MODEL
     from .encoder import encoder_for_store, load_encoder
 
     if batch_size < 1:
@@ -379,7 +421,7 @@ def ingest(
         if model is None and adapter is None and meta:
             encoder = encoder_for_store(meta, device=device, dtype=dtype, batch_size=batch_size)
         else:
-            encoder = load_encoder(model or "google/siglip2-base-patch16-224", adapter, device=device, dtype=dtype, batch_size=batch_size)
+            encoder = load_encoder(model or BASE_MODEL, adapter, device=device, dtype=dtype, batch_size=batch_size)
     prepare_store(store, encoder)
     if retry_failed:
         log.info("retrying %d failed inputs", store.clear_errors())

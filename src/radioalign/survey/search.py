@@ -163,11 +163,13 @@ def search(
     if cone is not None and not isinstance(cone, Cone):
         cone = Cone(*cone)
     vector = stored_vector(store, str(like)) if like is not None else None
-    if vector is None:
-        if like is not None and not Path(like).is_file():
-            raise StoreError(f"{like!r} is neither a source id or name in {store.path} nor an image file")
+    if vector is None and like is not None and not Path(like).is_file():
+        raise StoreError(f"{like!r} is neither a source id or name in {store.path} nor an image file")
+    if vector is None or encoder is not None or model is not None or adapter is not None:
+        # a model is needed for a text or a file, and a model the caller names must be the store's
         encoder = encoder or encoder_for_store(store.meta(), model, adapter, device=device)
         store.check_model(encoder.fingerprint, "query")
+    if vector is None:
         vector = encoder.texts([text])[0] if text is not None else file_vector(encoder, like)
     return nearest(store, vector, k, cone)
 

@@ -115,13 +115,16 @@ def labels_schema():
 
 
 class Store:
-    """A LanceDB survey store at ``path`` (a folder, created on first write)."""
+    """A LanceDB survey store at ``path`` (a folder, created on first write).
+
+    Reads always see the latest committed version (``read_consistency_interval=0``), so a
+    long-lived store object sees rows that another process or object has written since."""
 
     def __init__(self, path: str | os.PathLike):
         import lancedb
 
         self.path = Path(path)
-        self.db = lancedb.connect(str(self.path))
+        self.db = lancedb.connect(str(self.path), read_consistency_interval=_dt.timedelta(0))
         self._tables: dict = {}
 
     # -- tables -------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""The ingest stages of radioalign.survey in-process (tiny SigLIP, no workers): walking the
+inputs, reading that never raises, duplicates, resuming and retrying failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lancedb")
+pytest.importorskip("astropy")
+
+from astropy.io import fits  # noqa: E402
+
+from radioalign.survey import ingest as I  # noqa: E402
+from radioalign.survey.encoder import load_encoder  # noqa: E402
+from radioalign.survey.store import ERRORS, SOURCES, Store  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_siglip_dir, one_thread):
+    return load_encoder(tiny_siglip_dir, device="cpu", dtype="float32")
+
+
+def write_cutout(path, seed=0, nan=False):
+    rng = np.random.default_rng(seed)
+    data = np.full((60, 60), np.nan) if nan else rng.normal(0, 1, (60, 60))
+    if not nan:
+        data[20:30, 25:40] += 25
+    fits.PrimaryHDU(data.astype(np.float32)).writeto(path, overwrite=True)
+    return path
+
+
+def test_iter_paths_walks_folders_expands_globs_and_keeps_missing_paths(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / ".hidden").mkdir()
+    for name in ["a/x.fits", "a/b/y.fits", "a/.z.fits", "a/.hidden/w.fits", "a/b/c.png"]:
+        (tmp_path / name).write_bytes(b"")
+    walked = [p.relative_to(tmp_path).as_posix() for p in I.iter_paths([tmp_path / "a"])]
+    assert walked == ["a/x.fits", "a/b/c.png", "a/b/y.fits"]  # a folder's files, then its sub-folders, sorted
+    globbed = [p.name for p in I.iter_paths([str(tmp_path / "a" / "**" / "*.fits")])]
+    assert sorted(globbed) == ["x.fits", "y.fits"]
+    assert [p.name for p in I.iter_paths([tmp_path / "missing.fits"])] == ["missing.fits"]
+
+
+def test_read_task_never_raises(tmp_path):
+    tasks = list(I.file_tasks([tmp_path / "missing.fits", write_cutout(tmp_path / "nan.fits", nan=True)]))
+    results = [I.read_task(t) for t in tasks]
+    assert all(isinstance(r, I.Failure) for r in results)
+    assert "no such file" in results[0].reason and "NaN" in results[1].reason
+    ok = I.read_task(next(I.file_tasks([write_cutout(tmp_path / "good.fits")])))
+    assert isinstance(ok, I.Item) and ok.image.shape == (150, 150) and ok.image.dtype == np.uint8
+    assert ok.ra is None and "no WCS" in ok.preprocessing and "resized" in ok.preprocessing
+
+
+def test_ids_are_stable_and_distinct(tmp_path):
+    a = list(I.file_tasks([write_cutout(tmp_path / "a.fits"), tmp_path / "a.fits", write_cutout(tmp_path / "b.fits")]))
+    assert a[0].id == a[1].id != a[2].id
+    assert [t.id for t in I.file_tasks([tmp_path / "a.fits"])] == [a[0].id]
+
+
+def test_duplicates_resume_and_retry(tmp_path, encoder):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        write_cutout(folder / f"g{i}.fits", seed=i)
+    write_cutout(folder / "broken.fits", nan=True)
+    store_path = tmp_path / "store"
+    run = dict(store=store_path, encoder=encoder, workers=0, batch_size=2, progress=False)
+
+    first = I.ingest([folder, folder / "g0.fits"], **run)  # g0 twice: stored once
+    assert (first.ok, first.failed, first.skipped) == (5, 1, 1)
+    store = Store(store_path)
+    assert store.count(SOURCES) == 5 and store.count(ERRORS) == 1
+
+    again = I.ingest([folder], **run)  # nothing new: no embedding, no new error rows
+    assert (again.ok, again.embedded, again.failed, again.skipped) == (0, 0, 0, 6)
+    assert store.count(ERRORS) == 1
+
+    write_cutout(folder / "broken.fits", seed=9)  # the user fixes the file
+    retried = I.ingest([folder], retry_failed=True, **run)
+    assert (retried.ok, retried.failed, retried.skipped) == (1, 0, 5)
+    assert store.count(SOURCES) == 6 and store.count(ERRORS) == 0
+    ids = store.table(SOURCES).to_arrow().column("id").to_pylist()
+    assert len(ids) == len(set(ids))
+
+
+def test_batches_of_the_sampler_skip_stored_ids(tmp_path, encoder):
+    store = Store(tmp_path / "store")
+    I.prepare_store(store, encoder)
+    tasks = [I.Task(id=f"t{i}", name=f"t{i}", source=f"/x/t{i}.fits", kind="file") for i in range(7)]
+    store.add_errors(I.error_rows([I.Failure(tasks[1], "OSError: x"), I.Failure(tasks[4], "OSError: y")]))
+    summary = I.IngestSummary()
+    batches = list(I.TodoBatches(store, iter(tasks), 3, summary))
+    assert [[t.id for t in b] for b in batches] == [["t0", "t2"], ["t3", "t5"], ["t6"]]
+    assert summary.skipped == 2
