@@ -233,7 +233,8 @@ def table1_frame(
     t = pd.DataFrame(records)
     # Best per row at the printed precision: ties at two decimals are all bold.
     shown = t["value"].round(2)
-    t["best"] = shown.eq(shown.groupby(t["row"]).transform("max")) & shown.notna()
+    compared = shown.notna().groupby(t["row"]).transform("sum") >= 2  # a lone value is not "best"
+    t["best"] = shown.eq(shown.groupby(t["row"]).transform("max")) & shown.notna() & compared
     return t
 
 

@@ -374,6 +374,7 @@ def run_batches(store, encoder, loader, summary: IngestSummary, bar, optimize_ev
         since_optimize += written
         if since_optimize >= optimize_every:
             store.optimize()  # compacts the small fragments of batch writes, refreshes indices
+            store.ensure_id_index()  # so that the per-batch "already stored?" lookups stay lookups
             since_optimize = 0
         bar.n = summary.ok + summary.failed + summary.skipped
         bar.set_postfix(ok=summary.ok, failed=summary.failed, skipped=summary.skipped, refresh=False)
