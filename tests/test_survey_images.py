@@ -238,3 +238,17 @@ def test_cutouts_from_a_mosaic_land_on_the_catalogue_position(tmp_path):
     ys, xs = np.nonzero(out == 50.0)  # native scale: no interpolation, the block is copied
     assert out.shape == (150, 150) and len(ys) == 25
     assert abs(ys.mean() - 74.5) <= 1 and abs(xs.mean() - 74.5) <= 1
+
+
+@pytest.mark.shared
+def test_recipe_is_a_fixed_point_on_real_mirabest_images(mirabest_f_archive, tmp_path):
+    """MiraBest images went through this recipe once: applying it again changes no pixel."""
+    import shutil
+
+    from radioalign.data.mirabest import load_mirabest
+
+    shutil.copy(mirabest_f_archive, tmp_path / mirabest_f_archive.name)
+    ds = load_mirabest("test", "F", root=tmp_path, download=False)
+    assert len(ds.images) > 50
+    changed = [i for i, im in enumerate(ds.images) if not np.array_equal(images.mirabest_recipe(im.astype(float)), im)]
+    assert changed == []

@@ -65,7 +65,7 @@ def test_duplicates_resume_and_retry(tmp_path, encoder):
         write_cutout(folder / f"g{i}.fits", seed=i)
     write_cutout(folder / "broken.fits", nan=True)
     store_path = tmp_path / "store"
-    run = dict(store=store_path, encoder=encoder, workers=0, batch_size=2, progress=False)
+    run = dict(store=store_path, encoder=encoder, workers=0, batch_size=2, progress=False, optimize_every=2)
 
     first = I.ingest([folder, folder / "g0.fits"], **run)  # g0 twice: stored once
     assert (first.ok, first.failed, first.skipped) == (5, 1, 1)
@@ -82,6 +82,7 @@ def test_duplicates_resume_and_retry(tmp_path, encoder):
     assert store.count(SOURCES) == 6 and store.count(ERRORS) == 0
     ids = store.table(SOURCES).to_arrow().column("id").to_pylist()
     assert len(ids) == len(set(ids))
+    assert any(i.columns == ["id"] for i in store.table(SOURCES).list_indices())
 
 
 def test_batches_of_the_sampler_skip_stored_ids(tmp_path, encoder):
@@ -93,3 +94,31 @@ def test_batches_of_the_sampler_skip_stored_ids(tmp_path, encoder):
     batches = list(I.TodoBatches(store, iter(tasks), 3, summary))
     assert [[t.id for t in b] for b in batches] == [["t0", "t2"], ["t3", "t5"], ["t6"]]
     assert summary.skipped == 2
+
+
+def test_adapter_runs_load_with_their_settings_and_change_the_fingerprint(tmp_path, tiny_siglip_dir, encoder):
+    import json
+
+    import torch
+
+    from radioalign.model import apply_lora, load_siglip
+    from radioalign.survey.encoder import encoder_for_store
+
+    model, _ = load_siglip(tiny_siglip_dir, device="cpu")
+    model = apply_lora(model, "vision", r=2)
+    with torch.no_grad():  # a 'trained' adapter: LoRA B starts at zero, which would change nothing
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)
+    run = tmp_path / "run"
+    model.save_pretrained(run / "adapter")
+    (run / "config.json").write_text(json.dumps({"preprocessing": "siglip", "lowercase": True}))
+    tuned = load_encoder(tiny_siglip_dir, adapter=run, device="cpu", dtype="float32")
+    assert tuned.adapter.endswith("adapter") and tuned.preprocessing == "siglip" and tuned.lowercase is True
+    assert tuned.fingerprint != encoder.fingerprint
+    images = np.random.default_rng(0).integers(0, 256, (2, 150, 150), dtype=np.uint8)
+    assert not np.allclose(tuned.images(images), encoder.images(images), atol=1e-4)
+    again = encoder_for_store(tuned.describe(), device="cpu", dtype="float32")  # what a query on its store loads
+    assert again.fingerprint == tuned.fingerprint and again.preprocessing == "siglip"
+    with pytest.raises(FileNotFoundError):
+        load_encoder(tiny_siglip_dir, adapter=tmp_path / "nothing", device="cpu")

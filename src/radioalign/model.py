@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -190,7 +191,8 @@ def load_siglip(
         print(
             f"[radioalign] {name_or_path}: {info['tokenizer']} pads on the {info['native_padding_side']} by itself "
             f"(radioalign pads on the right), {'returns' if info['returns_attention_mask'] else 'does not return'} "
-            f"an attention mask, {'lower-cases' if info['lowercase'] else 'keeps case'}"
+            f"an attention mask, {'lower-cases' if info['lowercase'] else 'keeps case'}",
+            file=sys.stderr,  # stdout may carry a command's JSON
         )
     model.eval()
     model.to(torch.device(device) if device is not None else default_device())

@@ -165,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StoreError, FileNotFoundError, ValueError, argparse.ArgumentTypeError) as err:
         print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted (what was written stays; rerun to resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -312,9 +312,7 @@ def exit_with_parent(parent_pid: int, worker_id: int = 0, interval: float = 1.0)
             time.sleep(interval)
             try:
                 os.kill(parent_pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:  # the pid was reused by another user's process
+            except (ProcessLookupError, PermissionError):  # gone (or its pid reused by another user)
                 os._exit(0)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
