@@ -1,4 +1,4 @@
-"""Batched, cached image and text embeddings, and the embedding bundle on disk.
+"""Batched, cached image and text embeddings (float32, unnormalised), with optional D4 test-time averaging.
 
 Embeddings are the towers' pooled outputs, returned **unnormalised** as float32
 (the metrics normalise). ``dtype="auto"`` computes in bfloat16 where the hardware

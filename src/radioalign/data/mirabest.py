@@ -1,5 +1,5 @@
-"""MiraBest: the checksum registry, verified download and extraction, loading, and the
-authors' validation split.
+"""MiraBest: checksums, verified download and extraction, loading, the authors' validation split.
+
 
 MiraBest (Porter & Scaife 2023, doi:10.1093/rasti/rzad017; Zenodo 10.5281/zenodo.4288837)
 is a set of 1256 FIRST radio galaxies, 150x150 ``uint8`` images, shipped as CIFAR-style

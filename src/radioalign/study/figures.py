@@ -1,5 +1,6 @@
-"""The study's figures: one registry (figure -> notebook -> function -> files) and the
-functions that assemble each figure from the embedding bundles.
+"""The study's figures: one registry (figure -> notebook -> function -> files) and their builders.
+
+The builders assemble each figure from the embedding bundles.
 
 :data:`FIGURES` is the one list of what the study draws, in the manner of showyourwork's
 ``\\script{}``: each :class:`Figure` names the notebook that makes it, the function that

@@ -1,5 +1,4 @@
-"""The study's inputs: a profile's MiraBest splits and stored captions, and the arrays
-of one model's bundle.
+"""The study's inputs: a profile's splits and stored captions, and one model's bundle arrays.
 
 These are the cells every notebook repeated; a notebook now calls
 ``train, test = load_splits(P)`` and ``texts = study_captions(P, train, test)``.

@@ -17,6 +17,7 @@ runs it), as PythonDataScienceHandbook's ``tools/`` keep its index in step.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import sys
@@ -32,7 +33,7 @@ from ..paths import repo_root
 from .pipeline import NOTEBOOKS
 
 BRANCH = "main"
-MARKERS = ("badges", "table")
+MARKERS = ("badges", "table", "layout", "deviations")
 
 COLAB_CELL = '''\
 # On Google Colab, install the package first (elsewhere `make` has built .venv with it).
@@ -92,7 +93,36 @@ def readme_blocks(root: Path, url: str) -> dict[str, str]:
         binder, colab = _links(url, name)
         title = _title(root / "notebooks" / f"{name}.ipynb").replace("|", "\\|")
         rows.append(f"| [`{name}`](notebooks/{name}.ipynb) | {title} | [Colab]({colab}) · [Binder]({binder}) |")
-    return {"badges": badges, "table": "\n".join(rows)}
+    return {"badges": badges, "table": "\n".join(rows), "layout": layout_table(root), "deviations": deviations_block()}
+
+
+def _summary(path: Path) -> str:
+    """The first line of a module's docstring (for a package, of its ``__init__.py``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    doc = ast.get_docstring(tree)
+    if not doc:
+        raise ValueError(f"{path} has no module docstring to describe it by")
+    return doc.strip().splitlines()[0].replace("|", "\\|")
+
+
+def layout_table(root: Path) -> str:
+    """One line per module of ``src/radioalign``: library first, then the study."""
+    package = root / "src" / "radioalign"
+    rows = ["| module | holds |", "| --- | --- |"]
+    for path in sorted(package.rglob("*.py"), key=lambda p: (p.relative_to(package).parts[0] == "study", str(p))):
+        rel = path.relative_to(package.parent)
+        if path.name == "__main__.py":
+            continue
+        name = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        rows.append(f"| `{name}` | {_summary(path)} |")
+    return "\n".join(rows)
+
+
+def deviations_block() -> str:
+    """The deviation registry (``radioalign.deviations()``) as the README's table."""
+    from .deviations import render_markdown
+
+    return render_markdown().rstrip("\n")
 
 
 def _fill(text: str, blocks: dict[str, str]) -> str:

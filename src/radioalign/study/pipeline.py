@@ -1,4 +1,4 @@
-"""`make paper`: run notebooks 01 -> 06 headless with papermill for one profile.
+"""`make paper`: run the numbered notebooks headless with papermill for one profile.
 
 A step's key is a hash of its notebook, its parameters, the source of the ``radioalign``
 modules the notebook can reach (its import statements, followed through the package's
