@@ -118,10 +118,47 @@ def measure(
         return Morphology(shape=(h, w), detected=False)
     flux = np.where(keep[labels], img - thr, 0.0)  # emission above the threshold
     ids = np.flatnonzero(keep)
+    comp_pos = np.array(ndi.center_of_mass(flux, labels, ids)).reshape(-1, 2)
+    unassoc = _unassociated(flux, labels, ids, sizes, comp_pos, centre, compact_pixels)
+    assoc_ids = [c for c in ids if c not in unassoc]
+    mask = np.isin(labels, assoc_ids)
+    flux = np.where(mask, flux, 0.0)
+    axis = _principal_axis(flux, mask, centre)
+
+    rows, cols = np.nonzero(mask)
+    d = np.stack([rows - centre[0], cols - centre[1]], axis=1)
+    along = d @ axis
+    smooth = ndi.gaussian_filter(flux, 1.0)
+    s = smooth[rows, cols]
+    smax = s.max()
+    ext, pk, pv, ratio = _sides(along, s, smax)
+    elong, angle = _shape(flux[rows, cols], d, axis)
+    near = np.hypot(rows - centre[0], cols - centre[1]) <= 4
+    big_assoc = [c for c in assoc_ids if sizes[c] >= min_pixels * 2]
+    return Morphology(
+        shape=(h, w),
+        detected=True,
+        bright_fraction=float((s > 0.5 * smax).mean()),
+        n_components=len(assoc_ids),
+        centroids=_centroids(smooth, mask, smax, peak_fraction),
+        extent=float(sum(ext)),
+        width=float(np.percentile(np.abs(d @ np.array([-axis[1], axis[0]])), 90)),
+        angle=angle,
+        elongation=elong,
+        side_extent=(ext[0], ext[1]),
+        side_peak=(pk[0], pk[1]),
+        side_peak_value=(pv[0], pv[1]),
+        fr_ratio=float(ratio),
+        core=float(s[near].max() / smax) if near.any() else 0.0,
+        gap=_gap(flux, labels, big_assoc, centre, axis, sum(ext)),
+        unassociated=tuple((float(comp_pos[k][0]), float(comp_pos[k][1])) for k, c in enumerate(ids) if c in unassoc),
+    )
+
+
+def _unassociated(flux, labels, ids, sizes, comp_pos, centre, compact_pixels: int) -> list:
+    """Components that are small, faint, and off the source's axis and centre: other sources."""
     total = flux.sum()
     comp_flux = ndi.sum(flux, labels, ids)
-    comp_pos = np.array(ndi.center_of_mass(flux, labels, ids)).reshape(-1, 2)
-
     # Axis of the big components first: compact strays must not tilt it.
     big = (sizes[ids] >= compact_pixels) | (comp_flux >= 0.1 * total)
     axis = _principal_axis(flux, np.isin(labels, ids[big]), centre)
@@ -133,20 +170,12 @@ def measure(
         across = abs(off @ np.array([-axis[1], axis[0]]))
         if across > 12 and np.hypot(*off) > 20:
             unassoc.append(cid)
-    assoc_ids = [c for c in ids if c not in unassoc]
-    mask = np.isin(labels, assoc_ids)
-    flux = np.where(mask, flux, 0.0)
-    axis = _principal_axis(flux, mask, centre)
+    return unassoc
 
-    rows, cols = np.nonzero(mask)
-    wts = flux[rows, cols]
-    d = np.stack([rows - centre[0], cols - centre[1]], axis=1)
-    along = d @ axis
-    across = d @ np.array([-axis[1], axis[0]])
-    smooth = ndi.gaussian_filter(flux, 1.0)
-    s = smooth[rows, cols]
-    smax = s.max()
 
+def _sides(along: np.ndarray, s: np.ndarray, smax: float):
+    """Per side of the centre along the axis: extent, distance of the brightest point and its
+    brightness; and the FR ratio (peak distance over extent, both sides when two-sided)."""
     ext, pk, pv = [], [], []
     for side in (along < 0, along >= 0):
         if side.sum() < 3:
@@ -156,54 +185,38 @@ def measure(
         ext.append(float(np.abs(along[side]).max()))
         pk.append(float(abs(along[side][j])))
         pv.append(float(s[side][j] / smax))
-    two_sided = min(pv) >= 0.2 and min(ext) >= 5
-    if two_sided:
+    if min(pv) >= 0.2 and min(ext) >= 5:
         ratio = sum(pk) / max(sum(ext), 1.0)
     else:
         b = int(np.argmax(pv))
         ratio = pk[b] / max(ext[b], 1.0)
+    return ext, pk, pv, ratio
 
-    # Elongation about the flux centroid (shape), not the centre (position).
+
+def _shape(wts: np.ndarray, d: np.ndarray, axis: np.ndarray) -> tuple[float, float]:
+    """Elongation about the flux centroid (shape, not position) and the axis angle in degrees."""
     mu = (wts[:, None] * d).sum(0) / wts.sum()
     cov = np.cov((d - mu).T, aweights=wts, bias=True)
     ev = np.linalg.eigvalsh(cov)
     elong = float(np.sqrt(ev[1] / max(ev[0], 1e-6)))
     angle = float(np.degrees(np.arctan2(-axis[0], axis[1])))  # rows grow downward
-    angle = (angle + 90) % 180 - 90
+    return elong, (angle + 90) % 180 - 90
 
+
+def _centroids(smooth: np.ndarray, mask: np.ndarray, smax: float, peak_fraction: float) -> tuple:
+    """Bright peaks of the smoothed emission, brightest first (ties by position)."""
     peaks = peak_local_max(smooth, min_distance=4, threshold_abs=peak_fraction * smax, exclude_border=False, labels=mask.astype(int))
     order = np.lexsort((peaks[:, 1], peaks[:, 0], -smooth[peaks[:, 0], peaks[:, 1]])) if len(peaks) else []
-    cents = tuple(Component(float(peaks[i, 0]), float(peaks[i, 1]), float(smooth[peaks[i, 0], peaks[i, 1]] / smax)) for i in order)
+    return tuple(Component(float(peaks[i, 0]), float(peaks[i, 1]), float(smooth[peaks[i, 0], peaks[i, 1]] / smax)) for i in order)
 
-    near = np.hypot(rows - centre[0], cols - centre[1]) <= 4
-    core = float(s[near].max() / smax) if near.any() else 0.0
-    # A gap: two or more associated regions that sit on opposite sides or far apart along the axis.
-    big_assoc = [c for c in assoc_ids if sizes[c] >= min_pixels * 2]
-    gap = False
-    if len(big_assoc) >= 2:
-        pos = np.array(ndi.center_of_mass(flux, labels, big_assoc)).reshape(-1, 2) - centre
-        a = pos @ axis
-        gap = bool(a.max() - a.min() > 0.3 * max(sum(ext), 1.0))
 
-    bright = float((s > 0.5 * smax).mean())
-    return Morphology(
-        shape=(h, w),
-        detected=True,
-        bright_fraction=bright,
-        n_components=len(assoc_ids),
-        centroids=cents,
-        extent=float(sum(ext)),
-        width=float(np.percentile(np.abs(across), 90)),
-        angle=angle,
-        elongation=elong,
-        side_extent=(ext[0], ext[1]),
-        side_peak=(pk[0], pk[1]),
-        side_peak_value=(pv[0], pv[1]),
-        fr_ratio=float(ratio),
-        core=core,
-        gap=gap,
-        unassociated=tuple((float(comp_pos[k][0]), float(comp_pos[k][1])) for k, c in enumerate(ids) if c in unassoc),
-    )
+def _gap(flux, labels, big_assoc: list, centre, axis, extent: float) -> bool:
+    """Two or more associated regions that sit far apart along the axis."""
+    if len(big_assoc) < 2:
+        return False
+    pos = np.array(ndi.center_of_mass(flux, labels, big_assoc)).reshape(-1, 2) - centre
+    a = pos @ axis
+    return bool(a.max() - a.min() > 0.3 * max(extent, 1.0))
 
 
 def _principal_axis(flux: np.ndarray, mask: np.ndarray, centre: np.ndarray) -> np.ndarray:

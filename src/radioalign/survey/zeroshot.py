@@ -65,20 +65,54 @@ def load_prompts(spec: str | os.PathLike = "fr") -> tuple[str, dict[str, list[st
     return path.stem, parse_prompts(yaml.safe_load(path.read_text()), str(path))
 
 
+def prompt_table(prompts: dict[str, list[str]]) -> tuple[list[str], list[str], np.ndarray]:
+    """``(classes, texts, prompt_classes)``: the classes in the set's order, every prompt of
+    every class in that order, and the index into ``classes`` of each prompt's class."""
+    classes = list(prompts)
+    texts = [text for name in classes for text in prompts[name]]
+    owner = np.asarray([k for k, name in enumerate(classes) for _ in prompts[name]], dtype=np.int64)
+    return classes, texts, owner
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def ensemble(text_vectors: np.ndarray, prompt_classes: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+    """Class vectors ``(C, D)``: for class ``c`` the mean of the L2-normalised vectors of the
+    prompts with ``prompt_classes == c``, L2-normalised again (Radford et al. 2021)."""
+    prompt_classes = np.asarray(prompt_classes, dtype=np.int64)
+    n_classes = int(prompt_classes.max()) + 1 if n_classes is None else n_classes
+    unit = _unit(text_vectors)
+    if len(unit) != len(prompt_classes):
+        raise ValueError(f"{len(unit)} prompt vectors but {len(prompt_classes)} prompt classes")
+    empty = [c for c in range(n_classes) if not (prompt_classes == c).any()]
+    if empty:
+        raise ValueError(f"classes {empty} have no prompt")
+    return _unit(np.stack([unit[prompt_classes == c].mean(axis=0) for c in range(n_classes)]))
+
+
 def class_vectors(encoder, prompts: dict[str, list[str]]) -> tuple[list[str], np.ndarray]:
     """Classes and their ensembled, L2-normalised text vectors ``(C, D)``."""
-    classes = list(prompts)
-    vectors = []
-    for name in classes:
-        mean = encoder.texts(prompts[name]).mean(axis=0)
-        vectors.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-    return classes, np.stack(vectors).astype(np.float32)
+    classes, _, owner = prompt_table(prompts)
+    vectors = np.concatenate([encoder.texts(prompts[name]) for name in classes])
+    return classes, ensemble(vectors, owner, len(classes))
 
 
 def probabilities(image_vectors: np.ndarray, class_vecs: np.ndarray, scale: float, bias: float) -> np.ndarray:
     """SigLIP's sigmoid probabilities ``(N, C)`` of normalised image vectors for each class."""
     logits = scale * (np.asarray(image_vectors, np.float32) @ class_vecs.T) + bias
     return 1.0 / (1.0 + np.exp(-logits))
+
+
+def zero_shot_probabilities(image_vectors, text_prompts, prompt_classes, scale: float, bias: float) -> np.ndarray:
+    """:func:`probabilities` from raw embeddings, numpy only: ``image_vectors`` ``(N, D)`` and
+    the prompts' ``text_prompts`` ``(P, D)`` (both L2-normalised here), ``prompt_classes``
+    ``(P,)`` the class index of each prompt (:func:`ensemble`), ``scale`` = exp(logit_scale)
+    and ``bias`` = logit_bias. The most probable class is the one of highest cosine: the
+    scale and bias set the probabilities, not the labels."""
+    return probabilities(_unit(image_vectors), ensemble(text_prompts, prompt_classes), scale, bias)
 
 
 @dataclass
