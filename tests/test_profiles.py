@@ -51,3 +51,19 @@ def test_overrides_reach_the_stamps(tmp_path):
     assert stamp("smoke")["profile"] == "smoke" and "profile_settings" not in stamp("smoke")
     with pytest.raises(TypeError):
         stamp(42)
+
+
+def test_table_stamps_carry_the_profile_with_its_overrides(tmp_path, monkeypatch):
+    from radioalign.study.evaluation import evaluate_bundle, synthetic_bundle
+    from radioalign.study.tables import write_metrics, write_tables
+
+    monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
+    P = get_profile("smoke", bootstrap=20)
+    rows = evaluate_bundle(synthetic_bundle(30, 12, 4), "curated", tag="frozen", bootstrap=20, protocols=("paper",))
+    path = write_metrics(rows, P)
+    assert path == tmp_path / "smoke" / "metrics.csv"
+    assert json.loads(path.with_name("metrics.csv.stamp.json").read_text())["profile_settings"]["bootstrap"] == 20
+    written = write_tables(rows, P, B=20)
+    stamp_ = json.loads(written["table1.md"].with_name("table1.md.stamp.json").read_text())
+    assert stamp_["profile"] == "smoke" and stamp_["profile_settings"]["bootstrap"] == 20
+    assert "profile smoke" in written["table1.md"].read_text()

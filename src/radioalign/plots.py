@@ -257,3 +257,51 @@ def caption_examples(
                             transform=tx.transAxes)
                 y = t.get_window_extent(renderer).transformed(tx.transAxes.inverted()).y0 - 0.05  # the next one below
     return fig
+
+
+# -------------------------------------------------------------------- caption audit
+
+ATTRIBUTE_COLORS = {FR_LABELS[0]: FR_COLORS[0], FR_LABELS[1]: FR_COLORS[1], "all": "#7f7f7f"}  # "all": sets without labels
+ATTRIBUTE_HATCHES = ("", "//", "..", "xx", "\\\\", "oo")  # one per caption set
+
+
+def plot_attribute_frequency(table, ax=None):
+    """Horizontal bars: the share of captions stating each attribute, by class (colour:
+    FR-I purple, FR-II yellow; sets without labels in grey) and caption set (hatch), from
+    ``radioalign.captions.audit.audit_table`` (columns ``caption_set``, ``attribute``,
+    ``label``, ``FR-I``, ``FR-II``, ``all``). Returns the axes."""
+    from matplotlib.patches import Patch
+
+    with style():
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 0.9 + 0.55 * table["attribute"].nunique()))
+        sets = list(dict.fromkeys(table["caption_set"]))
+        attributes = list(dict.fromkeys(table["attribute"]))
+        bars = [(s, c) for s in sets for c in ("FR-I", "FR-II", "all") if _has_class(table, s, c)]
+        height = 0.8 / max(len(bars), 1)
+        labels = dict(zip(table["attribute"], table["label"] if "label" in table else table["attribute"]))
+        for k, (s, cls) in enumerate(bars):
+            rows = table[table["caption_set"] == s].set_index("attribute").reindex(attributes)
+            y = np.arange(len(attributes)) - 0.4 + height * (k + 0.5)
+            hatch = ATTRIBUTE_HATCHES[sets.index(s) % len(ATTRIBUTE_HATCHES)]
+            # grey edges: the hatches show on both purple and yellow
+            ax.barh(y, rows[cls].to_numpy(dtype=float), height=height, color=ATTRIBUTE_COLORS[cls], hatch=hatch,
+                    edgecolor="0.55", linewidth=0.4)
+        ax.set_yticks(np.arange(len(attributes)), [labels[a] for a in attributes])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of captions stating the attribute")
+        handles = [Patch(facecolor=ATTRIBUTE_COLORS[c], edgecolor="0.55", label=c) for c in ("FR-I", "FR-II", "all")
+                   if any(b[1] == c for b in bars)]
+        handles += [Patch(facecolor="white", edgecolor="0.3", hatch=ATTRIBUTE_HATCHES[i % len(ATTRIBUTE_HATCHES)], label=s)
+                    for i, s in enumerate(sets)]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    return ax
+
+
+def _has_class(table, caption_set: str, cls: str) -> bool:
+    """Whether a set has frequencies for ``cls``; "all" is drawn only for sets without class columns."""
+    rows = table[table["caption_set"] == caption_set]
+    if cls == "all":
+        return "FR-I" not in rows.columns or rows["FR-I"].isna().all()
+    return cls in rows.columns and not rows[cls].isna().all()

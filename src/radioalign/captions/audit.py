@@ -494,43 +494,10 @@ def audit_summary(audits: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- figure
 
-CLASS_COLOURS = {"FR-I": "#440154", "FR-II": "#fde725", "all": "#7f7f7f"}  # the paper's viridis ends
-_HATCHES = ("", "//", "..", "xx", "\\\\", "oo")
-
 
 def plot_attribute_frequency(table: pd.DataFrame, ax=None):
-    """Horizontal bars: the share of captions stating each attribute, by class (colour:
-    FR-I purple, FR-II yellow; sets without labels in grey) and caption set (hatch), from
-    :func:`audit_table`. Returns the axes."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    """:func:`radioalign.plots.plot_attribute_frequency` (the drawing lives with the library's
+    other figures; imported here on call, so the audit does not import matplotlib)."""
+    from ..plots import plot_attribute_frequency as draw
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.9 + 0.55 * table["attribute"].nunique()))
-    sets = list(dict.fromkeys(table["caption_set"]))
-    attributes = list(dict.fromkeys(table["attribute"]))
-    bars = [(s, c) for s in sets for c in ("FR-I", "FR-II", "all") if _has_class(table, s, c)]
-    height = 0.8 / max(len(bars), 1)
-    labels = {a: lab for a, lab in zip(table["attribute"], table.get("label", table["attribute"]))}
-    for k, (s, cls) in enumerate(bars):
-        rows = table[table["caption_set"] == s].set_index("attribute").reindex(attributes)
-        y = np.arange(len(attributes)) - 0.4 + height * (k + 0.5)
-        ax.barh(y, rows[cls].to_numpy(dtype=float), height=height, color=CLASS_COLOURS[cls],
-                hatch=_HATCHES[sets.index(s) % len(_HATCHES)], edgecolor="0.55", linewidth=0.4)  # grey: hatches show on purple and yellow
-    ax.set_yticks(np.arange(len(attributes)), [labels[a] for a in attributes])
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("share of captions stating the attribute")
-    handles = [Patch(facecolor=CLASS_COLOURS[c], edgecolor="0.55", label=c) for c in ("FR-I", "FR-II", "all")
-               if any(b[1] == c for b in bars)]
-    handles += [Patch(facecolor="white", edgecolor="0.3", hatch=_HATCHES[i % len(_HATCHES)], label=s) for i, s in enumerate(sets)]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
-    return ax
-
-
-def _has_class(table: pd.DataFrame, caption_set: str, cls: str) -> bool:
-    """Whether a set has frequencies for ``cls``; "all" is drawn only for sets without class columns."""
-    rows = table[table["caption_set"] == caption_set]
-    if cls == "all":
-        return "FR-I" not in rows.columns or rows["FR-I"].isna().all()
-    return cls in rows.columns and not rows[cls].isna().all()
+    return draw(table, ax=ax)

@@ -11,7 +11,12 @@ one caption set:
   that reproduces the authors' "text" probe: their code trained and tested it on image
   features (a second probe draw, seed + 1, as their code initialised a second layer);
 * retrieval (``metrics.evaluate_retrieval``) on the test pairs: mean cosine, Recall@1,
-  Recall@5 and class-level Recall@1.
+  Recall@5 and class-level Recall@1;
+* zero-shot classification (:func:`zero_shot_rows`, modality ``image``) of the test images
+  with the FR prompts the bundle holds (``text_prompts``, ``prompt_classes``,
+  ``logit_scale``, ``logit_bias``; ``radioalign.study.inputs``): ``zero_shot_f1`` (binary,
+  FR-II positive) and ``zero_shot_accuracy``. No captions enter, so the frozen model's rows
+  are the same with every caption set. Bundles without these keys get no zero-shot rows.
 
 Every metric uses the same ``B`` resamples of the test items, drawn from
 ``(n_test, B, seed)``, so the rows of two bundles with the same test items are paired.
@@ -30,9 +35,13 @@ from ..metrics import (
     concat_features,
     evaluate_classification,
     evaluate_retrieval,
+    f1_replicates,
+    f1_scores,
     interval_row,
+    mean_replicates,
     probe_f1_replicates,
 )
+from ..survey.zeroshot import zero_shot_probabilities
 from .bundles import BUNDLE_KEYS, caption_sets, load_bundle, parse_tag
 
 ROW_COLUMNS = ["model", "tag", "captions", "metric", "modality", "value", "low", "high", "n", "B"]
@@ -91,6 +100,44 @@ def authors_lr_rows(bundle, captions: str, lr: float, *, bootstrap: int, seed: i
     return rows
 
 
+ZERO_SHOT_KEYS = ("text_prompts", "prompt_classes", "logit_scale", "logit_bias")
+
+
+def _scalar(value) -> float:
+    return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+
+
+def zero_shot_predictions(bundle) -> np.ndarray | None:
+    """The zero-shot label (0 = FR-I, 1 = FR-II) of each test image: the class of highest
+    SigLIP probability ``sigmoid(exp(logit_scale) * cos(image, class) + logit_bias)``, a
+    class's text vector being the ensemble of its prompts
+    (``radioalign.survey.zeroshot.zero_shot_probabilities``). None without the prompt keys."""
+    if not all(k in bundle for k in ZERO_SHOT_KEYS):
+        return None
+    classes = np.asarray(bundle["prompt_classes"], dtype=np.int64)
+    probs = zero_shot_probabilities(
+        bundle["image_test"], bundle["text_prompts"], classes, np.exp(_scalar(bundle["logit_scale"])), _scalar(bundle["logit_bias"])
+    )
+    return probs.argmax(axis=1).astype(np.int64)
+
+
+def zero_shot_rows(bundle, *, bootstrap: int, seed: int, keep: bool = False) -> list[dict]:
+    """``zero_shot_f1`` (binary, FR-II positive) and ``zero_shot_accuracy`` of the test
+    images (modality ``image``), with intervals over the shared resamples
+    ``bootstrap_indices(n_test, bootstrap, seed)``; [] when the bundle has no prompts."""
+    preds = zero_shot_predictions(bundle)
+    if preds is None:
+        return []
+    y = np.asarray(bundle["labels_test"], dtype=np.int64)
+    idx = bootstrap_indices(len(y), bootstrap, seed)
+    f1 = float(f1_scores(y, preds, (0, 1), "binary"))
+    correct = (preds == y).astype(float)
+    return [
+        interval_row("zero_shot_f1", "image", f1, f1_replicates(y, preds[None], (0, 1), "binary", idx), len(y), keep),
+        interval_row("zero_shot_accuracy", "image", correct.mean(), mean_replicates(correct, idx), len(y), keep),
+    ]
+
+
 def evaluate_bundle(
     bundle,
     captions: str = "curated",
@@ -127,6 +174,7 @@ def evaluate_bundle(
     if authors_probe_lr is not None and "paper" in protocols:
         rows += authors_lr_rows(bundle, captions, authors_probe_lr, bootstrap=bootstrap, seed=seed, keep=return_replicates)
     rows += evaluate_retrieval(bundle["image_test"], bundle[f"text_{captions}_test"], yte, **options)
+    rows += zero_shot_rows(bundle, bootstrap=bootstrap, seed=seed, keep=return_replicates)
     frame = pd.DataFrame(rows)
     frame.insert(0, "captions", captions)
     frame.insert(0, "tag", tag)

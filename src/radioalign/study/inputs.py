@@ -2,6 +2,13 @@
 
 These are the cells every notebook repeated; a notebook now calls
 ``train, test = load_splits(P)`` and ``texts = study_captions(P, train, test)``.
+
+A bundle also holds what zero-shot classification needs (:func:`zero_shot_prompts`,
+:func:`logit_arrays`): ``text_prompts`` (the survey tool's built-in FR prompts embedded
+by the bundle's model, ``(P, D)``), ``prompt_classes`` (``(P,)``, each prompt's class:
+0 = FR-I, 1 = FR-II as the MiraBest labels) and the model's ``logit_scale`` and
+``logit_bias`` (its parameters as stored: a pair's probability is
+``sigmoid(exp(logit_scale) * cos + logit_bias)``).
 """
 
 from __future__ import annotations
@@ -12,9 +19,13 @@ from typing import Sequence
 import numpy as np
 
 from ..captions import read_store
-from ..data import MiraBest, load_mirabest
+from ..data import CLASS_NAMES, MiraBest, load_mirabest
 from ..embed import embed_images, embed_texts
+from ..model import base_model
 from .layout import captions_store
+
+# The prompt set of the bundles' zero-shot rows: radioalign.survey.zeroshot's built-in one.
+ZERO_SHOT_PROMPTS = "fr"
 
 
 def load_splits(profile) -> tuple[MiraBest, MiraBest]:
@@ -76,6 +87,23 @@ def study_captions(profile, train, test, *, source: str | None = None, prompts: 
     return out
 
 
+def zero_shot_prompts() -> tuple[list[str], np.ndarray]:
+    """``(texts, prompt_classes)``: every prompt of the built-in FR prompt set in its order,
+    and each prompt's class as a MiraBest label (``CLASS_NAMES``: 0 = FR-I, 1 = FR-II)."""
+    from ..survey.zeroshot import load_prompts, prompt_table
+
+    classes, texts, owner = prompt_table(load_prompts(ZERO_SHOT_PROMPTS)[1])
+    labels = np.asarray([CLASS_NAMES.index(classes[k]) for k in owner], dtype=np.int64)
+    return texts, labels
+
+
+def logit_arrays(model) -> dict[str, np.ndarray]:
+    """The model's ``logit_scale`` and ``logit_bias`` parameters (a peft wrapper's base
+    model's) as float32 scalars: bundle keys of the same names."""
+    base = base_model(model)
+    return {name: np.float32(getattr(base, name).detach().float().item()) for name in ("logit_scale", "logit_bias")}
+
+
 def embed_study(
     model,
     processor,
@@ -90,8 +118,14 @@ def embed_study(
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """A bundle's arrays for one model: images and every prompt set's captions, train and
-    test, plus labels and names (pass the result to ``bundles.write_bundle``)."""
+    test, plus labels and names (pass the result to ``bundles.write_bundle``), and the
+    zero-shot arrays (module docstring) with the captions' text settings."""
     arrays: dict[str, np.ndarray] = {}
+    prompts, arrays["prompt_classes"] = zero_shot_prompts()
+    arrays["text_prompts"] = embed_texts(
+        model, processor, prompts, dtype=dtype, cache_dir=cache_dir, lowercase=lowercase, progress=False
+    )
+    arrays.update(logit_arrays(model))
     for split, ds in (("train", train), ("test", test)):
         arrays[f"image_{split}"] = embed_images(
             model, ds.images, preprocessing=preprocessing, dtype=dtype, cache_dir=cache_dir, progress=progress

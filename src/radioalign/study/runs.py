@@ -7,13 +7,14 @@ from typing import Any, Mapping, Sequence
 from ..model import load_siglip
 from ..train import FinetuneResult, finetune
 from .bundles import Tag, write_bundle
+from .inputs import logit_arrays, zero_shot_prompts
 from .layout import run_dir
 from .profiles import finetune_config
 
 
 def eval_sets(train, test, texts: Mapping[str, Mapping[str, Sequence[str]]]) -> dict[str, Any]:
     """What every run embeds at its saved stages: both image splits and every caption set."""
-    sets: dict[str, Any] = {"image_train": train.images, "image_test": test.images}
+    sets: dict[str, Any] = {"image_train": train.images, "image_test": test.images, "text_prompts": zero_shot_prompts()[0]}
     for prompt, by_split in texts.items():
         for split, ds in (("train", train), ("test", test)):
             if len(by_split[split]) != len(ds.images):
@@ -45,7 +46,10 @@ def run_one(profile, scope: str, captions: str, *, train, test, texts, model=Non
     )  # fmt: skip
     extras = dict(labels_train=train.labels, labels_test=test.labels, names_train=train.names, names_test=test.names)
     complete = {"curated", "control"} <= set(texts)  # the bundle contract's two caption sets
+    # the zero-shot keys (radioalign.study.inputs): logit scale and bias are frozen in training
+    zero_shot = dict(prompt_classes=zero_shot_prompts()[1], **logit_arrays(result.model))
     for stage, arrays in result.embeddings.items():
         epoch = None if stage == "final" else int(stage.removeprefix("epoch"))
-        write_bundle(profile, run.at_epoch(epoch), strict=complete, **arrays, **extras)
+        prompts = zero_shot if "text_prompts" in arrays else {}  # a stage saved before prompts were embedded
+        write_bundle(profile, run.at_epoch(epoch), strict=complete, **arrays, **extras, **prompts)
     return result

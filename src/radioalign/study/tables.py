@@ -55,12 +55,16 @@ AUTHORS_LR_ROWS = {
     "Linear probe F1, text (image features); Δ against the control probe at lr 1.0 (as logged)": (AUTHORS_LR_METRIC, "text_authors"),
     "Linear probe F1, concatenated; Δ against the control probe at lr 1.0 (as logged)": (AUTHORS_LR_METRIC, "concat"),
 }
+# Zero-shot F1 of the test images with the survey tool's FR prompts (evaluation.zero_shot_rows):
+# no captions enter, so the Frozen column's difference is 0 by construction.
+ZERO_SHOT_ROW = "Zero-shot F1 (FR prompts), images"
 EXTRA_ROWS = {
     DEFECT_ROW: ("linear_probe_f1", "text_authors"),
     **AUTHORS_LR_ROWS,
     "Linear probe F1 (sklearn), images": ("linear_probe_f1_sklearn", "image"),
     "Linear probe F1 (sklearn), text": ("linear_probe_f1_sklearn", "text"),
     "Linear probe F1 (sklearn), concatenated": ("linear_probe_f1_sklearn", "concat"),
+    ZERO_SHOT_ROW: ("zero_shot_f1", "image"),
 }
 
 # REFERENCE §5, Table 1 of the paper: curated value and (curated - control); None where
@@ -187,9 +191,10 @@ def paired_differences(df: pd.DataFrame, names: dict[str, tuple] | None = None, 
     return pd.DataFrame(rows)
 
 
-def write_metrics(df: pd.DataFrame, profile: str, path: Path | None = None) -> Path:
+def write_metrics(df: pd.DataFrame, profile, path: Path | None = None) -> Path:
     """``results/<profile>/metrics.csv`` with a stamp beside it."""
-    path = Path(path) if path else results_dir(profile) / "metrics.csv"
+    # ``profile``: a Profile (its settings, overrides included, go into the stamp) or a name.
+    path = Path(path) if path else results_dir(getattr(profile, "name", profile)) / "metrics.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     df[ROW_COLUMNS].to_csv(path, index=False, float_format="%.6f")
     write_stamp(path, profile=profile, rows=len(df))
@@ -280,6 +285,8 @@ def table_notes(t: pd.DataFrame, captions: str = "curated", baseline: str = BASE
         "replicates lean upwards: a resample can leave out the items that outrank a pair). "
         "Rows marked 'as logged': the Full column's difference against the control probe at lr 1.0, "
         "as the authors' logged Full-control command ran it. '–': no bundle for that model.",
+        "Zero-shot: each test image takes the class (FR-I or FR-II) of highest SigLIP probability against the "
+        "ensembled FR prompts of the survey tool; no training data, no captions (Frozen Δ is 0 by construction).",
     ]
     if note:
         parts.append(note)
@@ -456,19 +463,20 @@ def comparison_notes(c: pd.DataFrame) -> str:
 # -------------------------------------------------------------------------- writing
 
 
-def write_tables(df: pd.DataFrame, profile: str, *, note: str = "", B: int | None = None, folder: Path | None = None) -> dict[str, Path]:
+def write_tables(df: pd.DataFrame, profile, *, note: str = "", B: int | None = None, folder: Path | None = None) -> dict[str, Path]:
     """Write ``table1.{md,tex}`` and ``comparison.{md,tex}`` (with stamps) for ``profile``.
 
     Table 1 holds the curated table, and a catalog table when catalog rows exist.
     """
-    folder = Path(folder) if folder else results_dir(profile)
+    name = getattr(profile, "name", profile)
+    folder = Path(folder) if folder else results_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
     line = stamp_line(profile)
     md, tex = [f"<!-- {line} -->", ""], [f"% {line}"]
     for captions in [c for c in ("curated", "catalog") if (df["captions"] == c).any()] or ["curated"]:
         t = table1_frame(df, captions)
         notes = table_notes(t, captions, B=B, note=note)
-        title = f"Table 1 ({captions} captions), profile {profile}"
+        title = f"Table 1 ({captions} captions), profile {name}"
         md += [render_markdown(t, notes=notes, title=title), ""]
         tex.append(render_latex(t, notes=notes, caption=title, label=f"tab:table1-{captions}"))
     c = comparison_frame(df)
@@ -476,7 +484,7 @@ def write_tables(df: pd.DataFrame, profile: str, *, note: str = "", B: int | Non
         "table1.md": "\n".join(md),
         "table1.tex": "\n".join(tex),
         "comparison.md": f"<!-- {line} -->\n\n" + comparison_markdown(c, notes=comparison_notes(c)),
-        "comparison.tex": f"% {line}\n" + comparison_latex(c, notes=comparison_notes(c), caption=f"Ours beside the published Table 1, profile {profile}"),
+        "comparison.tex": f"% {line}\n" + comparison_latex(c, notes=comparison_notes(c), caption=f"Ours beside the published Table 1, profile {name}"),
     }
     out = {}
     for name, text in written.items():
