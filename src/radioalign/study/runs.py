@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
+from ..captions.shuffle import SHUFFLE_MODES, shuffle_permutation
 from ..model import load_siglip
 from ..train import FinetuneResult, finetune
-from .bundles import Tag, write_bundle
+from .bundles import Tag, seed_suffix, write_bundle
 from .inputs import logit_arrays, zero_shot_prompts
 from .layout import run_dir
 from .profiles import finetune_config
@@ -23,7 +27,19 @@ def eval_sets(train, test, texts: Mapping[str, Mapping[str, Sequence[str]]]) -> 
     return sets
 
 
-def run_one(profile, scope: str, captions: str, *, train, test, texts, model=None, processor=None, progress: bool = True) -> FinetuneResult:
+def training_captions(texts: Sequence[str], labels: Sequence[int], variant: str | None, seed: int) -> tuple[list[str], list[int]]:
+    """The captions a run trains on, in dataset order, and the permutation applied:
+    ``texts`` itself for ``variant`` None, else ``texts`` shuffled by the shuffle mode
+    ``variant`` (``radioalign.captions.shuffle``), drawn from ``seed`` alone, so every
+    caption set of one training split gets the same permutation."""
+    if variant is None:
+        return list(texts), list(range(len(texts)))
+    perm = shuffle_permutation(variant, labels, np.random.default_rng(seed))
+    return [texts[j] for j in perm], perm.tolist()
+
+
+def run_one(profile, scope: str, captions: str, *, train, test, texts, model=None, processor=None, progress: bool = True,
+            seed: int | None = None, variant: str | None = None) -> FinetuneResult:
     """Fine-tune ``scope`` on the ``captions`` prompt set with the profile's settings and write
     the run folder ``layout.run_dir(profile.name, "<scope>-<captions>")`` and its bundles.
 
@@ -32,15 +48,32 @@ def run_one(profile, scope: str, captions: str, *, train, test, texts, model=Non
     embedded, whichever one trains). ``model`` / ``processor`` default to
     ``load_siglip(profile.model)``. Bundles: ``<scope>-<captions>`` (final model) and
     ``<scope>-<captions>_epoch<k>`` (each of ``profile.eval_epochs`` reached).
+
+    ``seed`` (None: the profile's) drives the run's LoRA initialisation, batch order and
+    validation split; another seed than the profile's adds ``_s<seed>`` to the run's tag.
+    ``variant``, a shuffle mode, trains on the training captions shuffled by that mode
+    (:func:`training_captions`; the validation pairs are drawn from the shuffled pairs, so
+    early stopping watches the shuffled task) and adds ``+<variant>`` to the tag; the
+    permutation is written to ``shuffle.json`` in the run folder. The bundles always embed
+    the true captions, so a shuffled run is evaluated on the true pairs.
     """
     if captions not in texts:
         raise ValueError(f"no {captions!r} captions among {sorted(texts)}")
-    run = Tag(scope, captions)
-    config = finetune_config(profile, scope, captions)
+    seed = profile.seed if seed is None else int(seed)
+    if variant is not None and variant not in SHUFFLE_MODES:
+        raise ValueError(f"unknown variant {variant!r}; choose a shuffle mode of {sorted(SHUFFLE_MODES)}")
+    run = Tag(scope, captions, variant=variant, seed=seed_suffix(seed, profile.seed))
+    config = finetune_config(profile, scope, captions, seed=seed)
+    train_texts, perm = training_captions(texts[captions]["train"], train.labels, variant, seed)
+    if variant is not None:
+        folder = run_dir(profile.name, run.run)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"variant": variant, "description": SHUFFLE_MODES[variant], "seed": seed, "permutation": perm}
+        (folder / "shuffle.json").write_text(json.dumps(record) + "\n")
     if model is None or processor is None:
         model, processor = load_siglip(profile.model)
     result = finetune(
-        model, processor, train.images, texts[captions]["train"], config=config,
+        model, processor, train.images, train_texts, config=config,
         output_dir=run_dir(profile.name, run.run), eval_sets=eval_sets(train, test, texts),
         stamp_profile=profile, progress=progress,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The ``radioalign`` command (also ``python -m radioalign``): ingest, classify, search.
+"""The ``radioalign`` command (also ``python -m radioalign``): ingest, classify, search, serve.
 
 Each subcommand calls the function of the same name in ``radioalign.survey``; results
 go to stdout, progress and messages to stderr. Exit status: 0 on success, 2 on a
@@ -20,6 +20,7 @@ INGEST_EXAMPLE = """examples:
   radioalign ingest cutouts/ --store first.lance --model tiny
   radioalign ingest cutouts/*.fits --store first.lance --adapter results/full/runs/vision-seed0
   radioalign ingest --catalog rgz.csv --mosaic mosaic1.fits mosaic2.fits --store rgz.lance
+  radioalign ingest /data/cutouts/ --store first.lance --ray auto    # on a running Ray cluster
 
 Rerunning the same command resumes: sources already stored (or already failed) are
 skipped, nothing is embedded twice. Bad files are recorded in the store's errors table."""
@@ -39,6 +40,15 @@ SEARCH_EXAMPLE = """examples:
 
 JSON output is a list of {id, name, ra, dec, score, source}; score is the cosine similarity."""
 
+SERVE_EXAMPLE = """examples:
+  radioalign serve --store first.lance
+  radioalign serve --store first.lance --port 8080 --host 0.0.0.0
+
+Then open http://127.0.0.1:8000/ (or your --host/--port): search by text or by an
+uploaded FITS/PNG/JPEG, and click 'more like this' on any result. The page needs no
+internet. Its JSON API: /api/search?text=...&k=10, /api/search?like=ID, POST /api/search
+(an 'image' file), /api/thumb/ID, /api/info."""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Point SigLIP (base or fine-tuned) at radio survey cut-outs.")
@@ -46,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     _ingest_parser(sub)
     _classify_parser(sub)
     _search_parser(sub)
+    _serve_parser(sub)
     return parser
 
 
@@ -75,6 +86,9 @@ def _ingest_parser(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="retry inputs that failed in earlier runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON on stdout")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="read on Ray CPU workers and embed on Ray GPU actors: a local Ray instance, or the cluster at "
+                        "ADDRESS (auto, HOST:PORT, ray://HOST:10001)")  # fmt: skip
 
 
 def _classify_parser(sub) -> None:
@@ -104,17 +118,30 @@ def _search_parser(sub) -> None:
     _model_args(p, "default: the store's own")
 
 
+def _serve_parser(sub) -> None:
+    p = _sub(sub, "serve", "A search page in the browser: text or image queries, 'more like this'.", SERVE_EXAMPLE)
+    p.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--prompts", default="fr", metavar="NAME", help="show the labels of this prompt set (default fr)")
+    _model_args(p, "default: the store's own")
+
+
 # ---------------------------------------------------------------------------
 
 
 def _run_ingest(args) -> int:
     from .ingest import ingest
 
-    summary = ingest(
-        args.sources, args.store, model=args.model, adapter=args.adapter, catalog=args.catalog, mosaics=args.mosaic,
-        batch_size=args.batch_size, workers=args.workers, ann_threshold=args.ann_threshold,
-        retry_failed=args.retry_failed, device=args.device, dtype=args.dtype, progress=not args.no_progress,
+    common = dict(
+        model=args.model, adapter=args.adapter, catalog=args.catalog, mosaics=args.mosaic, batch_size=args.batch_size,
+        ann_threshold=args.ann_threshold, retry_failed=args.retry_failed, dtype=args.dtype, progress=not args.no_progress,
     )  # fmt: skip
+    if args.ray is not None:
+        from .ray_ingest import ingest_ray
+
+        summary = ingest_ray(args.sources, args.store, address=args.ray, **common)
+    else:
+        summary = ingest(args.sources, args.store, workers=args.workers, device=args.device, **common)
     if not args.sources and not args.catalog:
         print(f"{PROG} ingest: no SOURCE and no --catalog: nothing to do", file=sys.stderr)
     print(summary.line(), file=sys.stderr)
@@ -144,7 +171,15 @@ def _run_search(args) -> int:
     return 0
 
 
-_COMMANDS = {"ingest": _run_ingest, "classify": _run_classify, "search": _run_search}
+def _run_serve(args) -> int:
+    from .serve import serve
+
+    serve(args.store, host=args.host, port=args.port, model=args.model, adapter=args.adapter, device=args.device,
+          prompts=args.prompts)  # fmt: skip
+    return 0
+
+
+_COMMANDS = {"ingest": _run_ingest, "classify": _run_classify, "search": _run_search, "serve": _run_serve}
 
 
 def _setup_logging(verbosity: int) -> None:

@@ -344,7 +344,20 @@ def prepare_store(store: Store, encoder) -> None:
     store.init_meta({**encoder.describe(), "recipe": RECIPE, "created": now().isoformat(), "stamp": meta_json(stamp())})
 
 
-def _finish(store: Store, summary: IngestSummary, ann_threshold: int, started: float) -> IngestSummary:
+def resolve_encoder(store: Store, model=None, adapter=None, **kwargs):
+    """The model of an ingest: ``model``/``adapter`` when given, else the store's own model,
+    else the base SigLIP 2 (``kwargs``: ``device``, ``dtype``, ``batch_size``)."""
+    from ..model import BASE_MODEL
+    from .encoder import encoder_for_store, load_encoder
+
+    meta = store.meta()
+    if model is None and adapter is None and meta:
+        return encoder_for_store(meta, **kwargs)
+    return load_encoder(model or BASE_MODEL, adapter, **kwargs)
+
+
+def finish(store: Store, summary: IngestSummary, ann_threshold: int, started: float) -> IngestSummary:
+    """Compact the store, build its indices, and complete ``summary``."""
     if store.has(SOURCES):
         store.optimize()
         store.ensure_id_index()
@@ -354,21 +367,27 @@ def _finish(store: Store, summary: IngestSummary, ann_threshold: int, started: f
     return summary
 
 
+def store_batch(store, encoder, items: Sequence[Item], vectors: np.ndarray, failures: Sequence[Failure], summary: IngestSummary) -> int:
+    """Write an embedded batch (:func:`write_batch`) and count it in ``summary``; returns
+    the number of sources written."""
+    written = write_batch(store, encoder, items, vectors, failures)
+    summary.ok += written
+    summary.failed += len(failures)
+    for f in failures:
+        log.warning("failed: %s: %s", f.task.source, f.reason)
+        key = f.reason.split(":", 1)[0]
+        summary.reasons[key] = summary.reasons.get(key, 0) + 1
+    log.info("wrote %d sources, %d failures", written, len(failures))
+    return written
+
+
 def run_batches(store, encoder, loader, summary: IngestSummary, bar, optimize_every: int) -> None:
     """Embed and write each batch the loader yields (stages 2 and 3)."""
     since_optimize = 0
     for batch in loader:
         items = [r for r in batch if isinstance(r, Item)]
         failures = [r for r in batch if isinstance(r, Failure)]
-        vectors = embed_items(encoder, items)
-        written = write_batch(store, encoder, items, vectors, failures)
-        summary.ok += written
-        summary.failed += len(failures)
-        for f in failures:
-            log.warning("failed: %s: %s", f.task.source, f.reason)
-            key = f.reason.split(":", 1)[0]
-            summary.reasons[key] = summary.reasons.get(key, 0) + 1
-        log.info("wrote %d sources, %d failures", written, len(failures))
+        written = store_batch(store, encoder, items, embed_items(encoder, items), failures, summary)
         since_optimize += written
         if since_optimize >= optimize_every:
             store.optimize()  # compacts the small fragments of batch writes, refreshes indices
@@ -406,21 +425,13 @@ def ingest(
     """
     from tqdm.auto import tqdm
 
-    from ..model import BASE_MODEL
-    from .encoder import encoder_for_store, load_encoder
-
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     started = time.perf_counter()
     workers = default_workers() if workers is None else workers
     start_workers_early(workers)
     store = store if isinstance(store, Store) else Store(store)
-    if encoder is None:
-        meta = store.meta()
-        if model is None and adapter is None and meta:
-            encoder = encoder_for_store(meta, device=device, dtype=dtype, batch_size=batch_size)
-        else:
-            encoder = load_encoder(model or BASE_MODEL, adapter, device=device, dtype=dtype, batch_size=batch_size)
+    encoder = encoder or resolve_encoder(store, model, adapter, device=device, dtype=dtype, batch_size=batch_size)
     prepare_store(store, encoder)
     if retry_failed:
         log.info("retrying %d failed inputs", store.clear_errors())
@@ -431,4 +442,4 @@ def ingest(
         run_batches(store, encoder, loader, summary, bar, optimize_every)
         bar.n = summary.ok + summary.failed + summary.skipped
         bar.refresh()
-    return _finish(store, summary, ann_threshold, started)
+    return finish(store, summary, ann_threshold, started)
