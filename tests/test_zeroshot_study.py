@@ -55,7 +55,8 @@ def test_probabilities_are_the_survey_tools():
     probs = zeroshot.zero_shot_probabilities(bundle["image_test"], bundle["text_prompts"], bundle["prompt_classes"], 10.0, -10.0)
     unit = bundle["image_test"] / np.linalg.norm(bundle["image_test"], axis=1, keepdims=True)
     for c in (0, 1):
-        mean = (bundle["text_prompts"] / np.linalg.norm(bundle["text_prompts"], axis=1, keepdims=True))[bundle["prompt_classes"] == c].mean(0)
+        prompts = bundle["text_prompts"] / np.linalg.norm(bundle["text_prompts"], axis=1, keepdims=True)
+        mean = prompts[bundle["prompt_classes"] == c].mean(0)
         expected = 1 / (1 + np.exp(-(10.0 * unit @ (mean / np.linalg.norm(mean)) - 10.0)))
         assert np.allclose(probs[:, c], expected, atol=1e-6)
 
@@ -87,8 +88,9 @@ def test_frozen_difference_is_zero_and_runs_differ(tmp_path, monkeypatch):
     df = T.collect_metrics("smoke", bootstrap=50, protocols=("paper",), progress=False)
     zs = df[df["metric"] == "zero_shot_f1"].set_index(["model", "captions"])
     frozen = zs.loc["frozen"]
-    assert frozen.loc["curated", ["value", "low", "high"]].tolist() == frozen.loc["control", ["value", "low", "high"]].tolist()
-    assert frozen.loc["curated-control", ["value", "low", "high"]].tolist() == [0.0, 0.0, 0.0]
+    columns = ["value", "low", "high"]
+    assert frozen.loc["curated", columns].tolist() == frozen.loc["control", columns].tolist()
+    assert frozen.loc["curated-control", columns].tolist() == [0.0, 0.0, 0.0]
     vision = zs.loc["vision"]
     assert vision.loc["curated-control", "value"] == pytest.approx(vision.loc["curated", "value"] - vision.loc["control", "value"])
     assert vision.loc["curated-control", "value"] > 0  # 2 wrong against 7 wrong

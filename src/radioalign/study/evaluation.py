@@ -115,9 +115,8 @@ def zero_shot_predictions(bundle) -> np.ndarray | None:
     if not all(k in bundle for k in ZERO_SHOT_KEYS):
         return None
     classes = np.asarray(bundle["prompt_classes"], dtype=np.int64)
-    probs = zero_shot_probabilities(
-        bundle["image_test"], bundle["text_prompts"], classes, np.exp(_scalar(bundle["logit_scale"])), _scalar(bundle["logit_bias"])
-    )
+    scale, bias = np.exp(_scalar(bundle["logit_scale"])), _scalar(bundle["logit_bias"])
+    probs = zero_shot_probabilities(bundle["image_test"], bundle["text_prompts"], classes, scale, bias)
     return probs.argmax(axis=1).astype(np.int64)
 
 

@@ -91,6 +91,18 @@ FIGURES: tuple[Figure, ...] = (
     Figure("frozen_neighbours", "Test images and their nearest training images under the frozen image tower.",
            "02_frozen_embeddings", None, NOTEBOOK),
     Figure("training_curves", "Training and validation loss of each LoRA run.", "03_lora_finetuning", None, NOTEBOOK),
+    Figure("attribute_frequency", "Share of captions stating each morphology attribute, by class (FR-I purple, FR-II "
+           "yellow), per caption set (hatch): curated, control and catalogue.", "07_text_controls",
+           "radioalign.plots.plot_attribute_frequency", EXTRA),
+    Figure("shuffled_pairs", "Recall@1 and class-level Recall@1 of full LoRA trained on true pairs, on captions shuffled "
+           "within class and across classes, per caption set, with 95% bootstrap intervals; dashed: chance.",
+           "08_pairs_and_seeds", "radioalign.study.pairs.fig_shuffled_pairs", EXTRA),
+    Figure("rotation_drop", "Change of Recall@1, class-level Recall@1 and image probe F1 when the test images are "
+           "rotated or flipped (each of the 7 non-identity D4 transforms minus identity), per model; curated solid, "
+           "control dashed; bands: 95% paired bootstrap intervals.", "09_rotations",
+           "radioalign.study.rotations.fig_rotation_drop", EXTRA),
+    Figure("survey_search", "Text and image searches of the survey stores built from the test images.", "10_survey",
+           None, NOTEBOOK),
 )
 FIGURE: dict[str, Figure] = {f.key: f for f in FIGURES}
 

@@ -28,7 +28,6 @@ a shuffle mode), written to ``results/<profile>/controls/shuffled.csv``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -37,10 +36,8 @@ import pandas as pd
 from .. import plots
 from ..captions.shuffle import chance_levels, shuffle_permutation
 from ..metrics import evaluate_retrieval, percentile_interval
-from ..provenance import write_stamp
 from .bundles import FROZEN, available_bundles, caption_sets, load_bundle, parse_tag, tag
 from .evaluation import ROW_COLUMNS, evaluate_bundle
-from .layout import results_dir
 
 PAIRED = "paired"
 CONTROL_COLUMNS = ROW_COLUMNS + ["seed", "variant", "evaluation"]
@@ -48,21 +45,6 @@ SHUFFLE_SCOPE = "full"  # the scope of the shuffled-training runs (both towers a
 CHANCE = "chance"
 VARIANT_COLORS = {PAIRED: "#000000", "withinclass": "#0072B2", "across": "#D55E00"}
 VARIANT_LABELS = {PAIRED: "true pairs", "withinclass": "shuffled within class", "across": "shuffled across classes"}
-
-
-def controls_dir(profile: str) -> Path:
-    """``results/<profile>/controls``: one CSV per control (the controls table reads them all)."""
-    return results_dir(profile) / "controls"
-
-
-def write_control(frame: pd.DataFrame, profile, name: str) -> Path:
-    """``results/<profile>/controls/<name>.csv`` with a stamp beside it (``profile``: a
-    Profile or a name)."""
-    path = controls_dir(profile if isinstance(profile, str) else profile.name) / f"{name}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, float_format="%.6f")
-    write_stamp(path, profile=profile, rows=len(frame))
-    return path
 
 
 def _frame(rows: Sequence[dict], **columns) -> pd.DataFrame:
@@ -159,7 +141,10 @@ def shuffled_metrics(profile, *, bootstrap: int | None = None, seed: int = 0, pr
     bootstrap = profile.bootstrap if bootstrap is None else bootstrap
     frames = [permuted_evaluation(profile, bootstrap=bootstrap, seed=seed, modes=profile.shuffled),
               shuffled_training(profile, bootstrap=bootstrap, seed=seed, protocols=protocols)]  # fmt: skip
-    return pd.concat([f for f in frames if len(f)] or [pd.DataFrame(columns=CONTROL_COLUMNS)], ignore_index=True)
+    frame = pd.concat([f for f in frames if len(f)] or [pd.DataFrame(columns=CONTROL_COLUMNS)], ignore_index=True)
+    # the true-pair full run's retrieval rows come from both halves, identical: keep one
+    return frame.drop_duplicates(subset=[c for c in CONTROL_COLUMNS if c not in ("value", "low", "high", "n", "B")],
+                                 ignore_index=True)  # fmt: skip
 
 
 # ------------------------------------------------------------------------ summary and figure
@@ -207,3 +192,36 @@ def fig_shuffled_pairs(frame: pd.DataFrame, *, metrics: Sequence[str] = ("recall
         axes[0, -1].legend(fontsize=7, loc="best")
         fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------ the controls table
+
+CELL_COLUMNS = {("recall@1", "image-text"): "Recall@1", ("class_recall@1", "image-text"): "class R@1",
+                ("linear_probe_f1", "image"): "probe F1, images"}  # fmt: skip
+
+
+def shuffled_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """This control's group of the controls table (``radioalign.study.controls``; columns
+    row, column, value, low, high): per caption set full LoRA trained on true pairs, within
+    class and across classes and the true − shuffled differences; each Table 1 full model
+    on test captions permuted across and within class; the chance levels."""
+    names = {PAIRED: "true pairs", "withinclass": "captions shuffled within class", "across": "captions shuffled across classes"}
+    out = []
+    for _, r in frame.iterrows():
+        column = CELL_COLUMNS.get((r["metric"], r["modality"]))
+        if column is None:
+            continue
+        variant, evaluation = str(r["variant"]), str(r["evaluation"])
+        if r["model"] == CHANCE:
+            row = "chance (no pairing information)"
+        elif r["model"] != SHUFFLE_SCOPE:
+            continue
+        elif evaluation == PAIRED and variant.startswith(f"{PAIRED}-minus-"):
+            row = f"full LoRA, {r['captions']}: true pairs − {names[variant.removeprefix(f'{PAIRED}-minus-')].removeprefix('captions ')}"
+        elif evaluation == PAIRED:
+            row = f"full LoRA, {r['captions']}: trained on {names.get(variant, variant)}"
+        else:
+            row = f"full LoRA, {r['captions']}: test {names.get(evaluation, evaluation)}"
+        out.append(dict(row=row, column=column, value=r["value"], low=r["low"], high=r["high"]))
+    cells = pd.DataFrame(out, columns=["row", "column", "value", "low", "high"])
+    return cells.drop_duplicates(["row", "column"], keep="first")

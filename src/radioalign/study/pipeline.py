@@ -38,6 +38,10 @@ NOTEBOOKS = (
     "04_evaluation",
     "05_similarity",
     "06_tsne",
+    "07_text_controls",
+    "08_pairs_and_seeds",
+    "09_rotations",
+    "10_survey",
 )
 PACKAGE = "radioalign"
 # The folder that holds the package (``src/`` in the repository).

@@ -26,7 +26,8 @@ from .figures import PAPER, Figure, FigureMissingError, report_figures, require_
 from .deviations import render_latex as deviations_latex
 from .layout import results_dir
 
-TABLES = ("table1.tex", "comparison.tex", "table1.md", "metrics.csv")
+# controls.tex: the second table (radioalign.study.controls), written by the last control notebook (09)
+TABLES = ("table1.tex", "comparison.tex", "table1.md", "metrics.csv", "controls.tex", "controls.csv")
 
 
 def _latex_escape(text: str) -> str:

@@ -14,11 +14,13 @@ A radio source has no preferred orientation, but the curated prompt asks for pos
   transform minus identity (``transform = <name>-identity``) and the mean of the 7 others
   minus identity (``transform = rotated-identity``), with paired intervals: every row uses
   ``bootstrap_indices(n_test, B, seed)``, the study's resamples.
-* :func:`tta_rows`: the image probe and KNN on test-time D4-averaged features
-  (``embed_images(..., tta="d4")`` for train and test) against the plain ones, and the
-  paired difference (column ``tta``: ``none``, ``d4``, ``d4-none``).
+* :func:`tta_rows` (a control of its own, ``tta.csv``): the image probe and KNN on
+  test-time D4-averaged features (``embed_images(..., tta="d4")`` for train and test)
+  against the plain ones, and the paired difference (column ``tta``: ``none``, ``d4``,
+  ``d4-none``).
 
-Columns besides ``ROW_COLUMNS``: ``transform`` and ``tta``.
+Columns besides ``ROW_COLUMNS``: ``transform`` (:func:`transform_rows`), ``tta``
+(:func:`tta_rows`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from .evaluation import ROW_COLUMNS
 
 RETRIEVAL = ("recall@1", "recall@5", "class_recall@1")
 ROTATED = "rotated"  # the mean over the 7 transforms other than identity
-EXTRA_COLUMNS = ["transform", "tta"]
+EXTRA_COLUMNS = ["transform"]
 
 
 def transform_views(model, images: np.ndarray, **embed_options) -> np.ndarray:
@@ -107,7 +109,7 @@ def transform_rows(
         mean_value = np.mean([v for v, _ in others])
         mean_reps = np.mean([r for _, r in others], axis=0)
         rows.append(_difference_row(metric, modality, mean_value - v0, mean_reps - r0, n, f"{ROTATED}-{names[0]}"))
-    frame = pd.DataFrame(rows).assign(tta="none")
+    frame = pd.DataFrame(rows)
     return frame[[c for c in ROW_COLUMNS if c in frame.columns] + EXTRA_COLUMNS]
 
 
@@ -119,10 +121,11 @@ def tta_rows(plain: tuple, averaged: tuple, train_y, test_y, *, bootstrap: int =
     tta = evaluate_classification({"image": averaged}, train_y, test_y, **options)
     rows = [{**r, "tta": "none"} for r in plain_rows] + [{**r, "tta": "d4"} for r in tta]
     for p, a in zip(plain_rows, tta):
-        rows.append({**_difference_row(p["metric"], p["modality"], a["value"] - p["value"], a["replicates"] - p["replicates"],
-                                       p["n"], "identity"), "tta": "d4-none"})  # fmt: skip
-    frame = pd.DataFrame(rows).drop(columns="replicates", errors="ignore").assign(transform="identity")
-    return frame[[c for c in ROW_COLUMNS if c in frame.columns] + EXTRA_COLUMNS]
+        difference = _difference_row(p["metric"], p["modality"], a["value"] - p["value"], a["replicates"] - p["replicates"],
+                                     p["n"], "")  # fmt: skip
+        rows.append({**difference, "tta": "d4-none"})
+    frame = pd.DataFrame(rows)
+    return frame[[c for c in ROW_COLUMNS if c in frame.columns] + ["tta"]]
 
 
 def label_rows(frame: pd.DataFrame, *, model: str, tag: str, captions: str) -> pd.DataFrame:
@@ -151,8 +154,7 @@ def fig_rotation_drop(frame: pd.DataFrame, *, metrics=FIGURE_METRICS):
     with plots.style():
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), sharex=True, squeeze=False)
         for ax, (metric, modality, title) in zip(axes[0], metrics):
-            sub = frame[(frame["metric"] == metric) & (frame["modality"] == modality) & frame["transform"].isin(others)
-                        & (frame["tta"] == "none")]  # fmt: skip
+            sub = frame[(frame["metric"] == metric) & (frame["modality"] == modality) & frame["transform"].isin(others)]
             ax.axhline(0, color="0.6", lw=0.8)
             ax.set_title(f"{title}: transform − identity")
             if sub.empty:

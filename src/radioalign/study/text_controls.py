@@ -65,14 +65,15 @@ def text_baseline_rows(
     bootstrap: int = 1000,
     seed: int = 0,
     baseline: str = "control",
-    source: str = "",
+    sources: Mapping[str, str] | str = "",
 ) -> pd.DataFrame:
     """Table 1's probes on text-only features of each caption set, train -> test.
 
     ``texts[set]["train" | "test"]``: the captions in dataset order. Rows per (encoder,
     set): ``linear_probe_f1``, ``linear_probe_f1_sklearn``, ``knn_f1`` (modality ``text``),
     then, per other set, the paired difference ``<set>-<baseline>`` when ``baseline`` is
-    among the sets. TF-IDF is fitted on the training captions only.
+    among the sets. TF-IDF is fitted on the training captions only. ``sources``: the
+    caption source of every set, or ``{set: source}`` (a difference takes its first set's).
     """
     ytr, yte = np.asarray(train_labels), np.asarray(test_labels)
     frames = []
@@ -88,6 +89,7 @@ def text_baseline_rows(
     if baseline in texts and len(texts) > 1:
         diffs = paired_differences(df, baseline=baseline)
         df = pd.concat([df, diffs.assign(dim=np.nan)], ignore_index=True)
+    source = df["captions"].str.split("-").str[0].map(lambda c: sources if isinstance(sources, str) else sources.get(c, ""))
     df = df.drop(columns="replicates").assign(source=source, split="test", evaluation=TRAIN_TEST, encoder=df["model"])
     return _frame(df.to_dict("records"), ["source", "split", "evaluation", "encoder", "dim"])
 
@@ -119,6 +121,30 @@ def cv_rows(
                                  n=len(y), B=0, source=source, split=split, evaluation=f"cv{folds}", encoder=str(encoder),
                                  sd=float(per_fold.std(ddof=1))))  # fmt: skip
     return _frame(rows, ["source", "split", "evaluation", "encoder", "sd"])
+
+
+PUBLISHED_PROMPTS = ("curated", "control")
+
+
+def published_test_captions(folders: Sequence) -> tuple[dict[str, pd.DataFrame] | None, str]:
+    """The labelled published test captions, ``({prompt: records}, where)`` from the first of
+    ``folders`` (None entries skipped) holding both prompts' test files, or ``(None, why not)``.
+
+    Records as ``captions.published.load_published_records`` gives them (sha256-checked);
+    the control file has no labels of its own: row i is item i of the same Confident test
+    split, so it takes the curated file's ``label`` (and ``edited`` stays the curated file's
+    flag only there)."""
+    from pathlib import Path
+
+    from ..captions.published import FILES, load_published_records
+
+    names = [FILES[prompt, "test"][0] for prompt in PUBLISHED_PROMPTS]
+    for folder in (Path(f) for f in folders if f is not None):
+        if all((folder / name).is_file() for name in names):
+            records = {prompt: load_published_records(prompt, "test", folder) for prompt in PUBLISHED_PROMPTS}
+            records["control"] = records["control"].assign(label=records["curated"]["label"].to_numpy())
+            return records, str(folder)
+    return None, f"none of the folders holds {' and '.join(names)}"
 
 
 # ----------------------------------------------------------------------- the audit

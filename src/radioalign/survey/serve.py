@@ -19,8 +19,8 @@ The model is loaded once, at start-up, and must be the store's own (its fingerpr
 checked then, as by every other subcommand).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at
+# run time, and UploadFile is imported inside create_app.
 import logging
 import os
 import tempfile
