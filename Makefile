@@ -17,7 +17,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: help setup paper test test-fast lab bench download references notebooks-index pdf clean
 
 help:
-	@echo "make paper [PROFILE=paper|cpu|smoke]  run notebooks 01..06 headless, write results/<profile>/"
+	@echo "make paper [PROFILE=paper|cpu|smoke]  run the numbered notebooks headless, write results/<profile>/"
 	@echo "make test                            the offline test suite (runs the smoke study once)"
 	@echo "make test-fast                       the tests not marked slow (under a minute)"
 	@echo "make lab                             JupyterLab on notebooks/"

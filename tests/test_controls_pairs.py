@@ -232,7 +232,7 @@ def test_seed_rows_summary_and_paired_test(controls_profile, tmp_path):
     assert t["k"] == 2 and "uninformative" in t["note"]
     written = write_seed_outputs(rows, controls_profile)
     text = written["seeds.md"].read_text()
-    assert "mean ± sd over seeds [1, 42]" in text and "uninformative" in text and "Recall@1" in text
+    assert "mean ± sd over seeds [42, 1]" in text and "uninformative" in text and "Recall@1" in text
     assert (tmp_path / "smoke" / "controls" / "seeds" / "paired_tests.csv").is_file()
     cells = seed_cells(pd.read_csv(written["seeds.csv"])).set_index(["row", "column"])
     assert cells.loc[("vision, curated: seed 42", "Recall@1"), "value"] == pytest.approx(per_seed[42], abs=1e-6)

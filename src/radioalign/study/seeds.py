@@ -143,7 +143,7 @@ def seeds_markdown(frame: pd.DataFrame, base_seed: int, captions: str = "curated
     rows = TABLE1_ROWS if rows is None else rows
     summary = seed_summary(frame, base_seed)
     tests = paired_seed_tests(frame, captions, baseline).set_index(["model", "metric", "modality"])
-    seeds = sorted(frame["seed"].unique().tolist()) if len(frame) else []
+    seeds = list(dict.fromkeys(int(x) for x in frame["seed"])) if len(frame) else []
     head = "| metric | " + " | ".join(COLUMNS.values()) + " |\n| --- |" + " --- |" * len(COLUMNS)
     out = [f"**{captions} captions: the value at seed {base_seed} · mean ± sd over seeds {seeds}**", "", head]
     for label, (metric, modality) in rows.items():

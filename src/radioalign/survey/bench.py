@@ -188,12 +188,12 @@ def folder_bytes(path: Path) -> int:
 
 def bench_ingest(encoder, tmp: Path, n: int, batch_size: int, workers: int) -> dict:
     """Embedding-only vs ingest rates, and the store's size per source."""
-    from .store import SOURCES, Store
+    from .store import Store
 
     write_cutouts(tmp / "cutouts", n)
     embed = embedding_rate(encoder, n, batch_size)
     full = ingest_rate(encoder, tmp / "cutouts", tmp / "ingest.lance", batch_size, workers)
-    thumbs = Store(tmp / "ingest.lance").table(SOURCES).to_arrow(columns=["thumbnail"]).column("thumbnail").to_pylist()
+    thumbs = [t for batch in Store(tmp / "ingest.lance").scan(["thumbnail"]) for t in batch.column("thumbnail").to_pylist()]
     return {
         "model": encoder.model_id, "dtype": encoder.dtype, "files": n, "batch_size": batch_size, "embedding_only": embed,
         "ingest": full, "fraction": full["steady_per_s"] / embed["per_s"], "fraction_whole_run": full["per_s"] / embed["per_s"],
@@ -342,3 +342,96 @@ def bench_search(tmp: Path, n: int, dim: int, queries: int, seed: int = 0) -> di
         "store_bytes_per_source": folder_bytes(path) / n,
         "index_bytes_per_source": (folder_bytes(index_dir) / n) if index_dir else 0.0,
     }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# The report
+
+
+GOALS = {"ingest_fraction": 0.9, "p95_ms": 20.0, "recall_at_10": 0.95}
+
+
+def best_setting(settings: list[dict]) -> dict | None:
+    """The fastest (p95) setting that reaches the recall goal, if any."""
+    good = [s for s in settings if s["recall_at_10"] >= GOALS["recall_at_10"]]
+    return min(good, key=lambda s: s["p95_ms"]) if good else None
+
+
+def table(report: dict) -> str:
+    """The report as a text table."""
+    ing, sea = report["ingest"], report["search"]
+    lines = [
+        f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch {report['machine']['torch']}",
+        f"ingest ({ing['model']}, {ing['files']} FITS files, batches of {ing['batch_size']}, {ing['ingest']['workers']} workers):",
+        f"  embedding only     {ing['embedding_only']['per_s']:8.2f} sources/s",
+        f"  ingest (steady)    {ing['ingest']['steady_per_s']:8.2f} sources/s   fraction {ing['fraction']:.3f} (goal >= {GOALS['ingest_fraction']})",
+        f"  ingest (whole run) {ing['ingest']['per_s']:8.2f} sources/s   fraction {ing['fraction_whole_run']:.3f}; first batch after {ing['ingest']['first_batch_s']:.1f} s",
+        f"  store on disk      {ing['store_bytes_per_source'] / 1024:8.1f} KiB per source (thumbnail {ing['thumbnail_bytes_mean'] / 1024:.1f} KiB)",
+        f"search ({sea['vectors']:,} x {sea['dim']}-d, {sea['clusters']} clusters; IVF-PQ {sea['num_partitions']} partitions, "
+        f"{sea['num_sub_vectors']} sub-vectors; built in {sea['index_s']:.0f} s):",
+        f"  {'nprobes':>8} {'refine':>7} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10}",
+    ]  # fmt: skip
+    for s in sea["settings"]:
+        lines.append(f"  {s['nprobes']:>8} {s['refine_factor']:>7} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f} {s['recall_at_10']:>10.3f}")
+    lines += [
+        f"  exact (no index): p50 {sea['flat']['p50_ms']:.0f} ms, recall@10 {sea['flat']['recall_at_10']:.3f} ({sea['flat']['queries']} queries)",
+        f"  store on disk {sea['store_bytes_per_source']:.0f} bytes per source without thumbnail (index {sea['index_bytes_per_source']:.0f})",
+    ]
+    best = report["best_setting"]
+    lines.append(f"goals: ingest {'met' if report['goals_met']['ingest_fraction'] else 'NOT met'}; search "
+                 + (f"met at nprobes={best['nprobes']} refine={best['refine_factor']}" if report["goals_met"]["search"] else "NOT met"))  # fmt: skip
+    return "\n".join(lines)
+
+
+def _args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m radioalign.survey.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=1_000_000, help="stored vectors for the search benchmark (default 1,000,000)")
+    p.add_argument("--dim", type=int, default=768, help="vector dimension (default 768)")
+    p.add_argument("--queries", type=int, default=300, help="queries per setting (default 300)")
+    p.add_argument("--files", type=int, default=96, help="FITS files for the ingest benchmark (default 96)")
+    p.add_argument("--batch-size", type=int, default=16, help="ingest batch size (default 16)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the ingest's own default)")
+    p.add_argument("--quick", action="store_true", help="20,000 vectors, 100 queries, 24 files, the tiny SigLIP")
+    p.add_argument("--out", default="build/bench-survey.json", help="the JSON report (default build/bench-survey.json)")
+    p.add_argument("--tmp", default=None, help="where to write the files and stores (default: a temporary folder)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.queries, args.files = min(args.n, 20_000), min(args.queries, 100), min(args.files, 24)
+    return args
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Both benchmarks; the report as a dict."""
+    from .ingest import default_workers
+
+    workers = default_workers() if args.workers is None else args.workers
+    with tempfile.TemporaryDirectory(prefix="radioalign-bench-", dir=args.tmp) as tmp:
+        tmp = Path(tmp)
+        free = shutil.disk_usage(tmp).free
+        if free < args.n * args.dim * 4 * 2:
+            raise SystemExit(f"{tmp} has {free / 2**30:.1f} GiB free; the vectors need about {args.n * args.dim * 8 / 2**30:.1f}")
+        encoder = tiny_encoder(tmp, args.batch_size) if args.quick else base_encoder(args.batch_size)
+        ingest = bench_ingest(encoder, tmp, args.files, args.batch_size, workers)
+        search = bench_search(tmp, args.n, args.dim, args.queries)
+    best = best_setting(search["settings"])
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "quick": args.quick,
+        "goals": GOALS, "ingest": ingest, "search": search, "best_setting": best,
+        "goals_met": {"ingest_fraction": ingest["fraction"] >= GOALS["ingest_fraction"],
+                      "search": best is not None and best["p95_ms"] <= GOALS["p95_ms"]},
+    }  # fmt: skip
+
+
+def main(argv=None) -> dict:
+    args = _args(argv)
+    report = run(args)
+    print(table(report))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written: {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

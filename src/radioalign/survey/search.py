@@ -97,7 +97,7 @@ def nearest(
     limit = k if cone is None else max(4 * k, 32)
     while True:
         query = table.search(vector, vector_column_name="vector").distance_type("cosine")
-        query = query.select(["id", "name", "ra", "dec", "source", "vector"]).limit(limit)
+        query = query.select(["id", "name", "ra", "dec", "source", "vector", "_distance"]).limit(limit)
         if cone is not None:
             query = query.where(cone_where(cone), prefilter=True)
         if indexed:
