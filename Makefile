@@ -22,6 +22,7 @@ help:
 	@echo "make test-fast                       the tests not marked slow (under a minute)"
 	@echo "make lab                             JupyterLab on notebooks/"
 	@echo "make bench                           throughput benchmark (no download)"
+	@echo "make bench-survey                    survey tool benchmark: ingest rate, search latency and recall on 10^6 vectors"
 	@echo "make download                        prefetch data, captions and model for offline nodes"
 	@echo "make references                      regenerate tests/notebooks/ (smoke profile)"
 	@echo "make notebooks-index                 rewrite the Colab cells and the README's notebook table"
@@ -62,6 +63,10 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m radioalign.study.bench
+
+.PHONY: bench-survey
+bench-survey: $(STAMP)
+	$(BIN)/python -m radioalign.survey.bench
 
 download: $(STAMP)
 	$(BIN)/python -m radioalign.study.pipeline --download --profile $(PROFILE)

@@ -217,3 +217,26 @@ def test_controls_table_without_any_control(results):
 def test_write_control_needs_the_row_columns(results):
     with pytest.raises(ValueError, match="lacks the columns"):
         C.write_control(pd.DataFrame([{"metric": "x", "value": 1.0}]), "smoke", "broken")
+
+
+def test_shuffled_and_seed_controls_get_compact_groups(results):
+    shuffled = [_rows(model="full", tag=t, captions="curated", metric=m, modality=d, value=v, seed=42, variant=variant,
+                      evaluation="paired")
+                for t, variant, v in (("full-curated", "paired", 0.1), ("full-curated+withinclass", "withinclass", 0.05),
+                                      ("full-curated|full-curated+withinclass", "paired-minus-withinclass", 0.05))
+                for m, d in (("recall@1", "image-text"), ("mean_cosine", "image-text"))]
+    shuffled += [_rows(model="frozen", tag="frozen", metric="recall@1", value=0.02, seed=42, variant="paired", evaluation=e)
+                 for e in ("paired", "across")]
+    shuffled.append(_rows(model="chance", tag="chance", captions="", metric="recall@1", value=0.01, low=0.01, high=0.01,
+                          B=0, seed=42, variant="", evaluation="across"))
+    C.write_control(pd.DataFrame(shuffled), "smoke", "shuffled")
+    seeds = [_rows(model="vision", tag=t, metric="recall@1", value=v, seed=s, variant="paired")
+             for t, s, v in (("vision-curated", 42, 0.1), ("vision-curated_s1", 1, 0.3))]
+    C.write_control(pd.DataFrame(seeds), "smoke", "seeds")
+    md = C.write_controls_table("smoke")["controls.md"].read_text()
+    assert "| Full LoRA, curated: true pairs | 0.10 [0.40, 0.60] |" in md
+    assert "| Full LoRA, curated: shuffled within class | 0.05 [0.40, 0.60] |" in md
+    assert "| Full LoRA, curated: true − within class | +0.05 [+0.40, +0.60] |" in md
+    assert "frozen, curated: true pairs" not in md, "a model without a shuffled run is not in the training group"
+    assert "| **Retrieval on permuted test pairs** | *R@1, across* |" in md and "| frozen, curated | 0.02 [0.40, 0.60] |" in md
+    assert "| Vision LoRA, curated (2 seeds) | 0.20 [0.10, 0.30] |" in md, "seeds: mean [lowest, highest]"

@@ -15,6 +15,7 @@ pytest.importorskip("ray.data")
 
 from test_survey_cli import write_bad_files, write_good_files  # noqa: E402
 
+from radioalign.survey.cli import main  # noqa: E402
 from radioalign.survey.encoder import load_encoder  # noqa: E402
 from radioalign.survey.ingest import ingest  # noqa: E402
 from radioalign.survey.ray_ingest import ingest_ray, ray_session, read_batch, task_from_json, task_json  # noqa: E402
@@ -54,6 +55,8 @@ def test_ray_ingest_matches_the_single_process_path(tmp_path, tiny_siglip_dir, o
     with ray_session("local", num_cpus=2):
         first = ingest_ray([folder], tmp_path / "ray", encoder=encoder, batch_size=4, progress=False)
         again = ingest_ray([folder], tmp_path / "ray", encoder=encoder, batch_size=4, progress=False)
+        cli = main(["ingest", str(folder), "--store", str(tmp_path / "cli"), "--model", str(tiny_siglip_dir), "--dtype",
+                    "float32", "--batch-size", "4", "--no-progress", "--ray"])  # fmt: skip
         assert ray.is_initialized()
     assert not ray.is_initialized(), "the session shuts down the Ray instance it started"
 
@@ -65,5 +68,6 @@ def test_ray_ingest_matches_the_single_process_path(tmp_path, tiny_siglip_dir, o
         assert a[i]["name"] == b[i]["name"] and a[i]["thumbnail"] == b[i]["thumbnail"]
         assert a[i]["preprocessing"] == b[i]["preprocessing"] and (a[i]["ra"], a[i]["dec"]) == (b[i]["ra"], b[i]["dec"])
         np.testing.assert_allclose(a[i]["vector"], b[i]["vector"], atol=1e-5)
-    assert failed(tmp_path / "single") == failed(tmp_path / "ray")
+    assert failed(tmp_path / "single") == failed(tmp_path / "ray") == failed(tmp_path / "cli")
+    assert cli == 0 and sorted(stored(tmp_path / "cli")) == sorted(a), "`radioalign ingest --ray` stores the same sources"
     assert Store(tmp_path / "ray").meta()["fingerprint"] == encoder.fingerprint

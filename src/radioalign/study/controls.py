@@ -20,13 +20,14 @@ so the table can be written after any control notebook.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..provenance import stamp_line, write_stamp
+from .bundles import parse_tag
 from .evaluation import ROW_COLUMNS
 from .layout import results_dir
 from .tables import _tex_escape
@@ -178,6 +179,74 @@ def headline_cells(frame: pd.DataFrame) -> Cells:
     return _cells(f, label, lambda r: names[r["metric"], r["modality"]])
 
 
+VARIANT_LABELS = {"paired": "true pairs", "withinclass": "shuffled within class", "across": "shuffled across classes",
+                  "paired-minus-withinclass": "true − within class", "paired-minus-across": "true − across"}  # fmt: skip
+SCOPE_LABELS = {"frozen": "Frozen", "vision": "Vision LoRA", "text": "Text LoRA", "full": "Full LoRA"}
+
+
+def _text(value) -> str:
+    return "" if pd.isna(value) else str(value)
+
+
+def _run_label(r) -> str:
+    return f"{SCOPE_LABELS.get(r['model'], r['model'])}, {_text(r['captions']).replace('-', ' − ')}"
+
+
+def shuffled_training_cells(frame: pd.DataFrame) -> Cells:
+    """The runs trained on shuffled captions beside the run on the true pairs they shuffle
+    and the paired differences, all scored on the true test pairs; the chance levels."""
+    f = frame.assign(variant=frame.get("variant", "paired"), evaluation=frame.get("evaluation", "paired"))
+    f = f.assign(variant=f["variant"].fillna(""), evaluation=f["evaluation"].fillna(""))
+    shuffled = [parse_tag(str(t)) for t in f.loc[~f["variant"].isin(["paired", ""]), "tag"]]
+    bases = {str(replace(t, variant=None)) for t in shuffled if t is not None}
+    keep = (f["evaluation"] == "paired") & (f["tag"].isin(bases) | ~f["variant"].isin(["paired", ""]))
+    keep |= f["model"] == "chance"
+    order = list(VARIANT_LABELS)
+    f = f[keep].assign(_chance=f["model"] == "chance", _captions=f["captions"].fillna(""),
+                       _variant=f["variant"].map(lambda v: order.index(v) if v in order else len(order)))
+    f = f.sort_values(["_chance", "_captions", "_variant"], kind="stable")
+    cells = _cells(f, lambda r: "chance (no pairing)" if r["model"] == "chance" else
+                   f"{_run_label(r)}: {VARIANT_LABELS.get(r['variant'], r['variant'])}",
+                   lambda r: HEADLINE.get((r["metric"], r["modality"]), ""))  # fmt: skip
+    return cells[cells["column"].isin([HEADLINE[k] for k in SHUFFLE_COLUMNS])]
+
+
+SHUFFLE_COLUMNS = (("recall@1", "image-text"), ("class_recall@1", "image-text"), ("linear_probe_f1", "image"), ("knn_f1", "image"))
+PERMUTED_COLUMNS = {("recall@1", "withinclass"): "R@1, within class", ("recall@1", "across"): "R@1, across",
+                    ("class_recall@1", "withinclass"): "class R@1, within class", ("class_recall@1", "across"): "class R@1, across"}  # fmt: skip
+
+
+def shuffled_test_cells(frame: pd.DataFrame) -> Cells:
+    """Each Table 1 model's retrieval with its test captions permuted within class and across
+    classes (the models trained on true pairs only; their true-pair values are Table 1's)."""
+    if "evaluation" not in frame.columns:
+        return pd.DataFrame(columns=CELL_COLUMNS)
+    f = frame[(frame["modality"] == "image-text") & ((frame.get("variant", "paired") == "paired") | (frame["model"] == "chance"))]
+    f = f[[(m, e) in PERMUTED_COLUMNS for m, e in zip(f["metric"], f["evaluation"])]]
+    f = f[f["evaluation"].isin(["withinclass", "across"]).groupby(f["tag"]).transform("any")]  # models with a permuted test
+    return _cells(f, lambda r: "chance (no pairing)" if r["model"] == "chance" else f"{r['tag']}, {_text(r['captions'])}",
+                  lambda r: PERMUTED_COLUMNS[r["metric"], r["evaluation"]])
+
+
+SEED_COLUMNS = (("linear_probe_f1", "image"), ("linear_probe_f1", "text"), ("recall@1", "image-text"), ("class_recall@1", "image-text"))
+
+
+def seed_cells(frame: pd.DataFrame) -> Cells:
+    """Per model and caption set (differences included): the mean over the training seeds,
+    with the lowest and highest seed's value in place of an interval."""
+    if "seed" not in frame.columns:
+        return headline_cells(frame)
+    f = frame[[(m, d) in SEED_COLUMNS for m, d in zip(frame["metric"], frame["modality"])]]
+    f = f[f.get("variant", pd.Series("paired", index=f.index)).fillna("paired") == "paired"]
+    if f.empty:
+        return pd.DataFrame(columns=CELL_COLUMNS)
+    g = f.groupby(["model", "captions", "metric", "modality"], sort=False)
+    stats = g["value"].agg(value="mean", low="min", high="max", seeds="nunique").reset_index()
+    stats["seeds"] = g["seed"].nunique().to_numpy()
+    return _cells(stats, lambda r: f"{_run_label(r)} ({r['seeds']} seed{'s' if r['seeds'] != 1 else ''})",
+                  lambda r: HEADLINE.get((r["metric"], r["modality"]), r["metric"]))
+
+
 @dataclass(frozen=True)
 class Group:
     """One group of the controls table: ``title``; the CSV (``controls/<source>.csv``) it reads;
@@ -215,10 +284,18 @@ GROUPS: tuple[Group, ...] = (
           "against the plain embedding, and their paired difference.",
           tta_cells),
     Group("shuffled", "Fine-tuning on shuffled image–caption pairs", "shuffled", "08_pairs_and_seeds",
-          "LoRA runs trained on captions permuted within class (the class words kept, the instance lost) or across "
-          "classes (both lost), evaluated against the true test captions. Chance Recall@k is k/n."),
+          "Full LoRA trained on captions permuted within class (the class words kept, the instance lost) or across "
+          "classes (both lost), scored on the true test pairs, beside the run on the true pairs and the paired "
+          "differences (true − shuffled). Chance: Recall@k = k/n, class R@1 = the class balance.",
+          shuffled_training_cells),
+    Group("permuted", "Retrieval on permuted test pairs", "shuffled", "08_pairs_and_seeds",
+          "Each model trained on the true pairs, scored with its test captions permuted within class or across "
+          "classes: Recall@1 must fall to chance under both, class-level Recall@1 only across classes.",
+          shuffled_test_cells),
     Group("seeds", "Training seeds", "seeds", "08_pairs_and_seeds",
-          "The same LoRA runs trained with other seeds: the spread the seed alone gives each metric."),
+          "The LoRA runs trained with other seeds: the mean over the seeds, [lowest, highest seed] (not an "
+          "interval over test items); 'curated − control' rows pair the runs of each seed.",
+          seed_cells),
 )
 
 
@@ -263,7 +340,8 @@ def format_cell(value: float, low: float, high: float, signed: bool = False) -> 
 def group_table(group: Group, cells: Cells) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """``(column names, [(row label, formatted cells)])`` of one group: rows in first-seen
     order, columns in the order the groups define them (others after, as first seen)."""
-    known = [*PROBE_COLUMNS.values(), *AUDIT_COLUMNS.values(), *ROTATION_COLUMNS.values(), *TTA_COLUMNS.values(), *HEADLINE.values()]
+    known = [*PROBE_COLUMNS.values(), *AUDIT_COLUMNS.values(), *ROTATION_COLUMNS.values(), *TTA_COLUMNS.values(),
+             *PERMUTED_COLUMNS.values(), *HEADLINE.values()]
     columns = sorted(dict.fromkeys(cells["column"]), key=lambda c: known.index(c) if c in known else len(known))
     by = {(r.row, r.column): r for r in cells.itertuples(index=False)}
     rows = []

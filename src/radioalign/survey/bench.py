@@ -12,8 +12,10 @@ long run amortises, is reported apart). The model is the SigLIP 2 base architect
 goal: ingest at >= 0.9 of the embedding-only rate (reading hidden behind the model).
 
 **Search.** ``n`` L2-normalised ``dim``-d vectors with cluster structure (below) in a
-survey store, an IVF-PQ index (cosine, ``sqrt(n)`` partitions, ``dim / 8`` sub-vectors of
-8 bits), and queries that are stored vectors plus noise. For each setting of
+survey store, the IVF-PQ index that ``radioalign ingest`` builds
+(:meth:`~radioalign.survey.store.Store.ensure_vector_index`: cosine, LanceDB's defaults of
+``sqrt(n)`` partitions and ``dim / 16`` sub-vectors of 8 bits), and queries that are
+stored vectors plus noise. For each setting of
 ``nprobes`` and ``refine_factor``: p50/p95 latency of :func:`radioalign.survey.search.nearest`
 (the ``radioalign search`` path) and recall@10 against the exact top 10 (numpy, every
 vector). The goal on 2 cores at 10^6 vectors of 768: p95 <= 20 ms with recall@10 >= 0.95.
@@ -26,7 +28,8 @@ point is ``normalise(centre + 0.35 U_c z / 4 + e)`` with ``z`` ~ N(0, I_16) on a
 isotropic noise ``e`` of norm about 0.1. A query is a stored vector plus isotropic noise
 of norm about 0.1, normalised.
 
-``--quick``: 20,000 vectors, the tiny SigLIP and 24 files (the test). The table is
+``--quick``: 20,000 vectors, 50 queries, 10 k-means iterations for the index, the tiny
+SigLIP and 24 files (the test). The table is
 printed and the JSON written to ``build/bench-survey.json``.
 """
 
@@ -50,7 +53,7 @@ import numpy as np
 PER_CLUSTER = 1000
 INTRINSIC_DIM = 16
 SPREAD, NOISE, QUERY_NOISE = 0.35, 0.1, 0.1
-SETTINGS = ((10, 10), (20, 10), (20, 20), (40, 10), (40, 20), (80, 20))  # (nprobes, refine_factor)
+SETTINGS = ((20, 1), (10, 10), (20, 10), (20, 20), (40, 20), (20, 50), (40, 50))  # (nprobes, refine_factor)
 K = 10
 
 
@@ -310,22 +313,31 @@ def flat_check(store, queries: np.ndarray, truth: np.ndarray) -> dict:
     table, times, recalls = store.table(SOURCES), [], []
     for q, exact in zip(queries, truth):
         start = time.perf_counter()
-        rows = table.search(q, vector_column_name="vector").distance_type("cosine").bypass_vector_index().select(["id"]).limit(K).to_arrow()
+        rows = table.search(q, vector_column_name="vector").distance_type("cosine").bypass_vector_index().select(["id", "_distance"]).limit(K).to_arrow()
         times.append(1000 * (time.perf_counter() - start))
         recalls.append(len({int(i[1:]) for i in rows.column("id").to_pylist()} & set(exact.tolist())) / K)
     return {"queries": len(queries), "p50_ms": float(np.percentile(times, 50)), "recall_at_10": float(np.mean(recalls))}
 
 
-def bench_search(tmp: Path, n: int, dim: int, queries: int, seed: int = 0) -> dict:
+def index_details(store) -> dict:
+    """What LanceDB reports of the vector index (sub-vectors, k-means iterations ...)."""
+    from .store import SOURCES
+
+    table = store.table(SOURCES)
+    config = next(i for i in table.list_indices() if "vector" in i.columns)
+    details = dict(getattr(config, "index_details", None) or {})
+    return {"size_bytes": getattr(config, "size_bytes", None), **details}
+
+
+def bench_search(tmp: Path, n: int, dim: int, queries: int, seed: int = 0, index_iterations: int | None = None) -> dict:
     """The store, its index, the exact answers and every setting's latency and recall."""
     from .store import Store
 
     path = tmp / "vectors.lance"
     write_s = write_vectors(path, n, dim, seed)
     store = Store(path)
-    partitions, sub_vectors = max(1, round(math.sqrt(n))), dim // 8
     start = time.perf_counter()
-    store.ensure_vector_index(0, num_partitions=partitions, num_sub_vectors=sub_vectors)
+    store.ensure_vector_index(0, **({"max_iterations": index_iterations} if index_iterations else {}))
     index_s = time.perf_counter() - start
     rows, q = make_queries(n, dim, seed, queries)
     start = time.perf_counter()
@@ -336,8 +348,8 @@ def bench_search(tmp: Path, n: int, dim: int, queries: int, seed: int = 0) -> di
     results = [run_queries(store, q, truth, nprobes, refine) for nprobes, refine in SETTINGS]
     index_dir = next(path.rglob("_indices"), None)
     return {
-        "vectors": n, "dim": dim, "clusters": math.ceil(n / PER_CLUSTER), "num_partitions": partitions,
-        "num_sub_vectors": sub_vectors, "write_s": write_s, "index_s": index_s, "exact_numpy_s": truth_s,
+        "vectors": n, "dim": dim, "clusters": math.ceil(n / PER_CLUSTER), "num_partitions": round(math.sqrt(n)),
+        "index": index_details(store), "write_s": write_s, "index_s": index_s, "exact_numpy_s": truth_s,
         "flat": flat_check(store, q[:5], truth[:5]), "settings": results,
         "store_bytes_per_source": folder_bytes(path) / n,
         "index_bytes_per_source": (folder_bytes(index_dir) / n) if index_dir else 0.0,
@@ -367,8 +379,8 @@ def table(report: dict) -> str:
         f"  ingest (steady)    {ing['ingest']['steady_per_s']:8.2f} sources/s   fraction {ing['fraction']:.3f} (goal >= {GOALS['ingest_fraction']})",
         f"  ingest (whole run) {ing['ingest']['per_s']:8.2f} sources/s   fraction {ing['fraction_whole_run']:.3f}; first batch after {ing['ingest']['first_batch_s']:.1f} s",
         f"  store on disk      {ing['store_bytes_per_source'] / 1024:8.1f} KiB per source (thumbnail {ing['thumbnail_bytes_mean'] / 1024:.1f} KiB)",
-        f"search ({sea['vectors']:,} x {sea['dim']}-d, {sea['clusters']} clusters; IVF-PQ {sea['num_partitions']} partitions, "
-        f"{sea['num_sub_vectors']} sub-vectors; built in {sea['index_s']:.0f} s):",
+        f"search ({sea['vectors']:,} x {sea['dim']}-d, {sea['clusters']} clusters; IVF-PQ: about {sea['num_partitions']} partitions, "
+        f"{sea['index'].get('compression', {}).get('num_sub_vectors', '?')} sub-vectors; built in {sea['index_s']:.0f} s):",
         f"  {'nprobes':>8} {'refine':>7} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10}",
     ]  # fmt: skip
     for s in sea["settings"]:
@@ -388,15 +400,15 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=1_000_000, help="stored vectors for the search benchmark (default 1,000,000)")
     p.add_argument("--dim", type=int, default=768, help="vector dimension (default 768)")
     p.add_argument("--queries", type=int, default=300, help="queries per setting (default 300)")
-    p.add_argument("--files", type=int, default=96, help="FITS files for the ingest benchmark (default 96)")
+    p.add_argument("--files", type=int, default=160, help="FITS files for the ingest benchmark (default 160)")
     p.add_argument("--batch-size", type=int, default=16, help="ingest batch size (default 16)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the ingest's own default)")
-    p.add_argument("--quick", action="store_true", help="20,000 vectors, 100 queries, 24 files, the tiny SigLIP")
+    p.add_argument("--quick", action="store_true", help="20,000 vectors, 50 queries, 24 files, the tiny SigLIP")
     p.add_argument("--out", default="build/bench-survey.json", help="the JSON report (default build/bench-survey.json)")
     p.add_argument("--tmp", default=None, help="where to write the files and stores (default: a temporary folder)")
     args = p.parse_args(argv)
     if args.quick:
-        args.n, args.queries, args.files = min(args.n, 20_000), min(args.queries, 100), min(args.files, 24)
+        args.n, args.queries, args.files = min(args.n, 20_000), min(args.queries, 50), min(args.files, 24)
     return args
 
 
@@ -412,7 +424,7 @@ def run(args: argparse.Namespace) -> dict:
             raise SystemExit(f"{tmp} has {free / 2**30:.1f} GiB free; the vectors need about {args.n * args.dim * 8 / 2**30:.1f}")
         encoder = tiny_encoder(tmp, args.batch_size) if args.quick else base_encoder(args.batch_size)
         ingest = bench_ingest(encoder, tmp, args.files, args.batch_size, workers)
-        search = bench_search(tmp, args.n, args.dim, args.queries)
+        search = bench_search(tmp, args.n, args.dim, args.queries, index_iterations=10 if args.quick else None)
     best = best_setting(search["settings"])
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "quick": args.quick,
