@@ -240,3 +240,26 @@ def test_shuffled_and_seed_controls_get_compact_groups(results):
     assert "frozen, curated: true pairs" not in md, "a model without a shuffled run is not in the training group"
     assert "| **Retrieval on permuted test pairs** | *R@1, across* |" in md and "| frozen, curated | 0.02 [0.40, 0.60] |" in md
     assert "| Vision LoRA, curated (2 seeds) | 0.20 [0.10, 0.30] |" in md, "seeds: mean [lowest, highest]"
+
+
+def test_control_rows_join_metrics_csv_once(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from radioalign.study.controls import write_control, write_controls_table
+    from radioalign.study.evaluation import ROW_COLUMNS
+
+    monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
+    folder = tmp_path / "smoke"
+    folder.mkdir()
+    table1 = pd.DataFrame([dict(model="frozen", tag="frozen", captions="curated", metric="recall@1", modality="image-text",
+                                value=0.1, low=0.0, high=0.2, n=18, B=10)])  # fmt: skip
+    table1.to_csv(folder / "metrics.csv", index=False)
+    rows = table1.assign(metric="recall@1_rotated", transform="rot90")
+    write_control(rows, "smoke", "rotations")
+    for _ in range(2):  # a rerun replaces the merged rows instead of appending them again
+        write_controls_table("smoke")
+    merged = pd.read_csv(folder / "metrics.csv")
+    assert list(merged.columns) == [*ROW_COLUMNS, "control", "detail"] and len(merged) == 2
+    control = merged[merged["control"] == "rotations"].iloc[0]
+    assert control["metric"] == "recall@1_rotated" and control["detail"] == "transform=rot90"
+    assert merged["control"].isna().sum() == 1

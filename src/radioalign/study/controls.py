@@ -410,8 +410,25 @@ def _bootstrap_of(controls: dict[str, pd.DataFrame]) -> int | None:
     return values.pop() if len(values) == 1 else None
 
 
+def merge_into_metrics(metrics: pd.DataFrame, stacked: pd.DataFrame, path: Path, profile) -> Path:
+    """``metrics.csv`` with the control rows appended: Table 1's rows keep ``control`` empty;
+    a control row names its control, and its extra columns (seed, transform, encoder...) are
+    folded into ``detail`` as ``key=value; ...``. Rows of an earlier merge are replaced."""
+    table1 = metrics[metrics["control"].isna()] if "control" in metrics else metrics
+    extra = [c for c in stacked.columns if c not in ROW_COLUMNS and c != "control"]
+    rows = stacked[["control", *ROW_COLUMNS]].copy()
+    rows["detail"] = [
+        "; ".join(f"{c}={v}" for c, v in zip(extra, values) if not pd.isna(v)) for values in stacked[extra].itertuples(index=False)
+    ] if extra else ""
+    merged = pd.concat([table1[ROW_COLUMNS].assign(control=None, detail=None), rows[[*ROW_COLUMNS, "control", "detail"]]],
+                       ignore_index=True)  # fmt: skip
+    merged.to_csv(path, index=False, float_format="%.6f")
+    write_stamp(path, profile=profile, rows=len(merged), controls=sorted(stacked["control"].unique()) if len(stacked) else [])
+    return path
+
+
 def write_controls_table(profile: str, *, folder: Path | None = None) -> dict[str, Path]:
-    """Write ``controls.csv``, ``controls.md`` and ``controls.tex`` (with stamps) under
+    """Write ``controls.csv``, ``controls.md`` and ``controls.tex`` (with stamps), and the control rows into ``metrics.csv``, under
     ``results/<profile>/`` from every ``controls/*.csv`` present (none present: the table
     says so). Table 1's frozen text probes come from ``metrics.csv`` when it exists."""
     folder = Path(folder) if folder else results_dir(profile)
@@ -419,6 +436,8 @@ def write_controls_table(profile: str, *, folder: Path | None = None) -> dict[st
     controls = read_controls(profile)
     metrics_path = results_dir(profile) / "metrics.csv"
     metrics = pd.read_csv(metrics_path) if metrics_path.is_file() else None
+    if metrics is not None and "control" in metrics:
+        metrics = metrics[metrics["control"].isna()]  # Table 1's rows, without an earlier merge's
     parts = controls_frame(controls, metrics)
     B = _bootstrap_of(controls)
     line = stamp_line(profile)
@@ -434,6 +453,8 @@ def write_controls_table(profile: str, *, folder: Path | None = None) -> dict[st
     stacked.to_csv(path, index=False, float_format="%.6f")
     write_stamp(path, profile=profile, rows=len(stacked), controls=sorted(controls))
     out["controls.csv"] = path
+    if metrics is not None:
+        out["metrics.csv"] = merge_into_metrics(metrics, stacked, metrics_path, profile)
     for name, text in written.items():
         path = folder / name
         path.write_text(text)

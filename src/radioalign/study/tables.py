@@ -6,7 +6,8 @@ with the captions it was trained on, as the study did) into a long frame, adds p
 differences ``<captions>-control`` (same test items, same bootstrap resamples, so the
 difference gets its own interval), and ``write_tables`` renders:
 
-* ``metrics.csv``: model, tag, captions, metric, modality, value, low, high, n, B;
+* ``metrics.csv``: model, tag, captions, metric, modality, value, low, high, n, B (the control
+  notebooks later append their rows, with ``control`` and ``detail`` columns);
 * ``table1.md`` / ``table1.tex``: the study's rows (REFERENCE §5) by Frozen / Vision /
   Text / Full, the curated value with (curated − control) in parentheses, the best per
   row in bold, and under each value its 95 % interval and the difference's interval;
@@ -189,6 +190,18 @@ def paired_differences(df: pd.DataFrame, names: dict[str, tuple] | None = None, 
                 )
             )
     return pd.DataFrame(rows)
+
+
+def read_metrics(profile, *, controls: bool = False) -> pd.DataFrame | None:
+    """``results/<profile>/metrics.csv`` (None when absent): Table 1's rows only, unless
+    ``controls`` (then the control rows the control notebooks appended as well)."""
+    path = results_dir(getattr(profile, "name", profile)) / "metrics.csv"
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path)
+    if not controls and "control" in df:
+        df = df[df["control"].isna()].drop(columns=["control", "detail"], errors="ignore")
+    return df
 
 
 def write_metrics(df: pd.DataFrame, profile, path: Path | None = None) -> Path:

@@ -76,6 +76,7 @@ def machine() -> dict:
     return {
         "cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "lancedb": lancedb.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "load_average_1min": os.getloadavg()[0],  # other work on the machine slows the measurements
     }  # fmt: skip
 
 
@@ -373,7 +374,8 @@ def table(report: dict) -> str:
     """The report as a text table."""
     ing, sea = report["ingest"], report["search"]
     lines = [
-        f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch {report['machine']['torch']}",
+        f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch {report['machine']['torch']}; "
+        f"load average {report['machine']['load_average_1min_start']:.1f} at the start, {report['machine']['load_average_1min']:.1f} at the end",
         f"ingest ({ing['model']}, {ing['files']} FITS files, batches of {ing['batch_size']}, {ing['ingest']['workers']} workers):",
         f"  embedding only     {ing['embedding_only']['per_s']:8.2f} sources/s",
         f"  ingest (steady)    {ing['ingest']['steady_per_s']:8.2f} sources/s   fraction {ing['fraction']:.3f} (goal >= {GOALS['ingest_fraction']})",
@@ -417,6 +419,7 @@ def run(args: argparse.Namespace) -> dict:
     from .ingest import default_workers
 
     workers = default_workers() if args.workers is None else args.workers
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="radioalign-bench-", dir=args.tmp) as tmp:
         tmp = Path(tmp)
         free = shutil.disk_usage(tmp).free
@@ -427,7 +430,8 @@ def run(args: argparse.Namespace) -> dict:
         search = bench_search(tmp, args.n, args.dim, args.queries, index_iterations=10 if args.quick else None)
     best = best_setting(search["settings"])
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "quick": args.quick,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": {**machine(), "load_average_1min_start": load},
+        "quick": args.quick,
         "goals": GOALS, "ingest": ingest, "search": search, "best_setting": best,
         "goals_met": {"ingest_fraction": ingest["fraction"] >= GOALS["ingest_fraction"],
                       "search": best is not None and best["p95_ms"] <= GOALS["p95_ms"]},
