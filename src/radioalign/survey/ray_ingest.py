@@ -158,9 +158,10 @@ def pipeline(tasks: Sequence[Task], encoder, batch_size: int, actors: int | None
     ds = ds.map_batches(read_batch, batch_size=batch_size, batch_format="numpy", num_cpus=1)
     spec = dict(model=encoder.model_id, adapter=encoder.adapter, preprocessing=encoder.preprocessing,
                 lowercase=encoder.lowercase, dtype=encoder.dtype, batch_size=batch_size)  # fmt: skip
+    resources = {"num_gpus": gpus} if gpus else {"num_cpus": 1}  # Ray warns when a map asks for both
     return ds.map_batches(
         Embedder, fn_constructor_kwargs=spec, batch_size=batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors or pool), num_gpus=gpus, num_cpus=0 if gpus else 1,
+        compute=ray.data.ActorPoolStrategy(size=actors or pool), **resources,
     )  # fmt: skip
 
 
