@@ -169,7 +169,8 @@ def ingest_rate(encoder, folder: Path, store: Path, batch_size: int, workers: in
 
     commits = _Commits()
     logger = logging.getLogger("radioalign.survey.ingest")
-    level, logger.level = logger.level, logging.INFO
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not .level =: it clears the logger's cached isEnabledFor answers
     logger.addHandler(commits)
     try:
         start = time.perf_counter()
@@ -177,7 +178,9 @@ def ingest_rate(encoder, folder: Path, store: Path, batch_size: int, workers: in
         seconds = time.perf_counter() - start
     finally:
         logger.removeHandler(commits)
-        logger.level = level
+        logger.setLevel(level)
+    if not commits.times:
+        raise RuntimeError("the ingest logged no batch commits: its logger is disabled")
     (t0, _), *rest = commits.times
     steady = sum(n for _, n in rest) / (rest[-1][0] - t0) if rest else float("nan")
     return {

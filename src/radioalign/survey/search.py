@@ -86,9 +86,13 @@ def in_cone(rows: list[dict], cone: Cone) -> list[dict]:
 
 
 def nearest(
-    store: Store, vector: np.ndarray, k: int = 10, cone: Cone | None = None, *, nprobes: int = 20, refine_factor: int = 10
+    store: Store, vector: np.ndarray, k: int = 10, cone: Cone | None = None, *, nprobes: int = 20, refine_factor: int = 20
 ) -> list[dict]:
-    """The ``k`` sources most similar to the normalised ``vector`` (within ``cone``)."""
+    """The ``k`` sources most similar to the normalised ``vector`` (within ``cone``).
+
+    With the IVF-PQ index, ``nprobes`` partitions are scanned and ``refine_factor * k``
+    candidates re-ranked exactly; the defaults reached recall@10 0.98 on 10^6 clustered
+    768-d vectors (``make bench-survey``), where ``refine_factor=10`` reached 0.93."""
     if k < 1:
         raise ValueError("k must be >= 1")
     table = store.table(SOURCES)
