@@ -489,3 +489,29 @@ def load_adapter(model, adapter_dir: str | os.PathLike):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return PeftModel.from_pretrained(model, str(adapter_dir))
+
+
+def random_base_siglip(device: str | torch.device = "cpu", seed: int = 0):
+    """SigLIP 2 base (ViT-B/16 at 224 px, 256k-token text tower) with random weights:
+    normal(0, 0.02), unit LayerNorms, logit scale 10 and bias -10 (the checkpoint's
+    initial values). Built without transformers' slow reference initialisation, so it takes
+    seconds: for benchmarks and precision checks where the values do not matter."""
+    from transformers import SiglipConfig, SiglipModel
+    from transformers.initialization import no_init_weights
+
+    config = SiglipConfig(text_config=dict(vocab_size=256000))
+    config._attn_implementation = "sdpa"
+    with no_init_weights():
+        model = SiglipModel(config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.fill_(1.0)
+            elif name.endswith("bias") and p.ndim == 1:
+                p.zero_()
+            else:
+                p.normal_(0.0, 0.02, generator=generator)
+        model.logit_scale.fill_(float(np.log(10.0)))
+        model.logit_bias.fill_(-10.0)
+    return model.eval().to(device)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..embed import autocast, embed_images, embed_texts, resolve_dtype
-from ..model import apply_lora, default_device, text_max_length
+from ..model import apply_lora, default_device, random_base_siglip, text_max_length
 from ..train import (
     FinetuneConfig, Pairs, batch_loss, evaluate_loss, frozen_tower, make_optimizer, make_scaler, make_scheduler,
     resolve_mixed_precision, train_one_epoch, with_frozen_features,
@@ -53,27 +53,8 @@ TEXT_GFLOP = 11.0  # SigLIP base text tower forward on 64 tokens
 
 
 def base_architecture(device: torch.device, seed: int = 0):
-    """SigLIP 2 base with random weights (normal(0, 0.02), unit LayerNorms): built without
-    the slow reference initialisation, so it takes seconds; values do not matter for speed."""
-    from transformers import SiglipConfig, SiglipModel
-    from transformers.initialization import no_init_weights
-
-    config = SiglipConfig(text_config=dict(vocab_size=256000))
-    config._attn_implementation = "sdpa"
-    with no_init_weights():
-        model = SiglipModel(config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.fill_(1.0)
-            elif name.endswith("bias") and p.ndim == 1:
-                p.zero_()
-            else:
-                p.normal_(0.0, 0.02, generator=generator)
-        model.logit_scale.fill_(np.log(10.0))
-        model.logit_bias.fill_(-10.0)
-    return model.eval().to(device)
+    """SigLIP 2 base with random weights (``model.random_base_siglip``): values do not matter for speed."""
+    return random_base_siglip(device, seed)
 
 
 def _sync(device: torch.device) -> None:

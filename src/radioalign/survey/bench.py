@@ -81,28 +81,13 @@ def machine() -> dict:
 
 
 def base_encoder(batch_size: int, seed: int = 0):
-    """An :class:`~radioalign.survey.encoder.Encoder` of the SigLIP base architecture
-    (vision tower ViT-B/16 at 224 px, as SigLIP 2 base) with random weights, on the CPU."""
-    import torch
-    from transformers import SiglipConfig, SiglipModel
-    from transformers.initialization import no_init_weights
-
+    """An :class:`~radioalign.survey.encoder.Encoder` of the SigLIP 2 base architecture
+    (``model.random_base_siglip``: ViT-B/16 at 224 px, random weights), on the CPU."""
+    from ..model import random_base_siglip
     from .encoder import Encoder
 
-    config = SiglipConfig()
-    config._attn_implementation = "sdpa"
-    with no_init_weights():
-        model = SiglipModel(config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.fill_(1.0)
-            elif name.endswith("bias") and p.ndim == 1:
-                p.zero_()
-            else:
-                p.normal_(0.0, 0.02, generator=generator)
-    return Encoder(model=model.eval(), processor=None, model_id="siglip-base-architecture (random weights)", batch_size=batch_size)
+    model = random_base_siglip("cpu", seed)
+    return Encoder(model=model, processor=None, model_id="siglip-base-architecture (random weights)", batch_size=batch_size)
 
 
 def tiny_encoder(folder: Path, batch_size: int):
