@@ -4,11 +4,16 @@ Two layers, as open_clip keeps ``open_clip`` apart from ``open_clip_train``:
 
 - the **library**, which works on anyone's images: ``data`` (MiraBest and a synthetic
   set), ``captions``, ``model`` (SigLIP loading, LoRA, model input), ``embed``,
-  ``train`` (the LoRA loop), ``metrics`` (numpy/scikit-learn only), ``plots``, plus
-  ``paths`` and ``provenance``;
+  ``train`` (the LoRA loop), ``metrics`` (numpy/scikit-learn only), ``plots``,
+  ``text_baselines`` (encoders that never saw an image), ``survey`` (the ``radioalign``
+  command: FITS cut-outs in, zero-shot labels and search out), plus ``paths`` and
+  ``provenance``;
 - the **study** (``radioalign.study``), which uses the library to reproduce the paper:
-  profiles, the results layout, bundles and tags, runs, tables, the notebook pipeline,
-  the report, the benchmark and prefetching.
+  profiles, the results layout, bundles and tags, runs, tables, controls, figures, the
+  deviation registry, the notebook pipeline, the report, the benchmark and prefetching.
+
+``radioalign.deviations()`` and ``radioalign.text_only_features(...)`` are importable from
+here without loading torch.
 """
 
 __version__ = "0.1.0"
