@@ -29,18 +29,12 @@ def test_no_function_is_longer_than_about_80_lines():
 
 
 def _imports(path: Path) -> set[str]:
-    """Absolute names of the radioalign modules ``path`` imports (relative imports resolved)."""
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    package = parts[:-1]  # the package a relative import starts from (for __init__.py: itself)
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = package[: len(package) - node.level + 1] if node.level else []
-            module = ".".join(base + ([node.module] if node.module else []))
-            names.add(module)
-            names.update(f"{module}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
+    """The radioalign names ``path`` may load: the pipeline's own reading of imports
+    (relative imports resolved), which also decides what a notebook's step key hashes."""
+    from radioalign.study.pipeline import imported_names, module_files
+
+    module = next(name for name, file in module_files().items() if file == path)
+    names = imported_names(ast.parse(path.read_text()), module, path.name == "__init__.py")
     return {n for n in names if n.startswith("radioalign")}
 
 

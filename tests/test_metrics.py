@@ -404,3 +404,13 @@ def test_retrieval_replicates_are_paired_across_models():
         for r, resample in enumerate(idx):
             expected = _gallery_replicate_by_loop(sim, labels, resample, 1)
             assert rows["recall@1", "image-text"]["replicates"][r] == pytest.approx((expected["i2t"] + expected["t2i"]) / 2)
+
+
+def test_difference_row_is_the_paired_bootstrap_of_two_rows():
+    rng = np.random.default_rng(0)
+    a = M.interval_row("recall@1", "image-text", 0.30, rng.uniform(0.2, 0.4, 200), 104, keep=True)
+    b = M.interval_row("recall@1", "image-text", 0.10, rng.uniform(0.0, 0.2, 200), 104, keep=True)
+    d = M.difference_row(a, b, captions="curated-control")
+    assert d["value"] == pytest.approx(0.20) and d["captions"] == "curated-control" and "replicates" not in d
+    assert (d["low"], d["high"]) == M.percentile_interval(a["replicates"] - b["replicates"])
+    assert (d["metric"], d["n"], d["B"]) == ("recall@1", 104, 200)

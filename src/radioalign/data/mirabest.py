@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
-import math
 import os
 import pickle
 import re

@@ -18,7 +18,7 @@ with the same resamples for every metric and model evaluated with the same
 """
 
 from .arrays import as_labels, as_matrix, l2_normalize
-from .bootstrap import batches, bootstrap_indices, interval_row, mean_replicates, percentile_interval
+from .bootstrap import batches, bootstrap_indices, difference_row, interval_row, mean_replicates, percentile_interval
 from .classification import (
     PAPER_PROBE,
     check_probe_inputs,
@@ -69,6 +69,7 @@ __all__ = [
     "f1_replicates",
     "f1_scores",
     "gallery_replicates",
+    "difference_row",
     "interval_row",
     "knn_f1",
     "knn_f1_replicates",

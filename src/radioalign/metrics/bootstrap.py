@@ -61,3 +61,12 @@ def interval_row(metric: str, modality: str, value: float, replicates, n: int, k
     if keep:
         row["replicates"] = replicates
     return row
+
+
+def difference_row(a, b, *, keep: bool = False, **fields) -> dict:
+    """``a − b`` of two result rows (dicts or Series with ``metric, modality, value, n,
+    replicates``) scored on the same resamples: the paired bootstrap difference, as a row
+    of :func:`interval_row` with ``a``'s metric and modality; ``fields`` are added or override."""
+    reps = np.asarray(a["replicates"], dtype=float) - np.asarray(b["replicates"], dtype=float)
+    row = interval_row(a["metric"], a["modality"], a["value"] - b["value"], reps, a["n"], keep)
+    return {**row, **fields}

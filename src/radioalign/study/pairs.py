@@ -35,7 +35,7 @@ import pandas as pd
 
 from .. import plots
 from ..captions.shuffle import chance_levels, shuffle_permutation
-from ..metrics import evaluate_retrieval, percentile_interval
+from ..metrics import difference_row, evaluate_retrieval
 from .bundles import FROZEN, available_bundles, caption_sets, load_bundle, parse_tag, tag
 from .evaluation import ROW_COLUMNS, evaluate_bundle
 
@@ -102,11 +102,8 @@ def _differences(reference: pd.DataFrame, shuffled: pd.DataFrame, mode: str) -> 
         if (r["metric"], r["modality"]) not in mine.index:
             continue
         s = mine.loc[(r["metric"], r["modality"])]
-        reps = np.asarray(r["replicates"]) - np.asarray(s["replicates"])
-        lo, hi = percentile_interval(reps)
-        rows.append(dict(model=r["model"], tag=f"{r['tag']}|{s['tag']}", captions=r["captions"], metric=r["metric"],
-                         modality=r["modality"], value=r["value"] - s["value"], low=lo, high=hi, n=r["n"], B=len(reps),
-                         seed=r["seed"], variant=f"{PAIRED}-minus-{mode}", evaluation=PAIRED))  # fmt: skip
+        rows.append(difference_row(r, s, model=r["model"], tag=f"{r['tag']}|{s['tag']}", captions=r["captions"],
+                                   seed=r["seed"], variant=f"{PAIRED}-minus-{mode}", evaluation=PAIRED))  # fmt: skip
     return pd.DataFrame(rows)
 
 

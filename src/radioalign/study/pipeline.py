@@ -89,7 +89,7 @@ def imported_names(tree: ast.AST, module: str = "", is_package: bool = False) ->
 
 @lru_cache(maxsize=1024)
 def _module_imports(source: bytes, module: str, is_package: bool) -> frozenset[str]:
-    # Keyed on the file's bytes: a run computes six closures over the same files.
+    # Keyed on the file's bytes: a run computes one closure per notebook over the same files.
     return frozenset(imported_names(ast.parse(source), module, is_package))
 
 

@@ -34,13 +34,13 @@ from ..embed import D4_NAMES, d4_transform, embed_images
 from ..metrics import (
     bootstrap_indices,
     check_probe_inputs,
+    difference_row,
     evaluate_classification,
     evaluate_retrieval,
     f1_replicates,
     f1_scores,
     interval_row,
     knn_predictions,
-    percentile_interval,
     probe_predictions,
 )
 from .evaluation import ROW_COLUMNS
@@ -75,8 +75,7 @@ def _probe_replicates(train_x, train_y, views, test_y, idx, seed: int) -> dict[s
 
 
 def _difference_row(metric, modality, value, reps, n, transform) -> dict:
-    lo, hi = percentile_interval(reps)
-    return dict(metric=metric, modality=modality, value=float(value), low=lo, high=hi, n=int(n), B=len(reps), transform=transform)
+    return {**interval_row(metric, modality, value, reps, n), "transform": transform}
 
 
 def transform_rows(
@@ -121,9 +120,7 @@ def tta_rows(plain: tuple, averaged: tuple, train_y, test_y, *, bootstrap: int =
     tta = evaluate_classification({"image": averaged}, train_y, test_y, **options)
     rows = [{**r, "tta": "none"} for r in plain_rows] + [{**r, "tta": "d4"} for r in tta]
     for p, a in zip(plain_rows, tta):
-        difference = _difference_row(p["metric"], p["modality"], a["value"] - p["value"], a["replicates"] - p["replicates"],
-                                     p["n"], "")  # fmt: skip
-        rows.append({**difference, "tta": "d4-none"})
+        rows.append(difference_row(a, p, tta="d4-none"))
     frame = pd.DataFrame(rows)
     return frame[[c for c in ROW_COLUMNS if c in frame.columns] + ["tta"]]
 

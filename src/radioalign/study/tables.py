@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..metrics import percentile_interval
+from ..metrics import difference_row
 from ..provenance import stamp_line, write_stamp
 from .bundles import available_bundles, caption_sets, load_bundle, parse_tag, tag
 from .evaluation import AUTHORS_LR_METRIC, ROW_COLUMNS, evaluate_bundle
@@ -111,11 +111,11 @@ def collect_metrics(
 
     bundles = available_bundles(profile)
     jobs = []
-    for tag, path in bundles.items():
-        info = parse_tag(tag)
+    for name, path in bundles.items():
+        info = parse_tag(name)
         bundle = load_bundle(path)
         sets = caption_sets(bundle) if info.scope == "frozen" else [info.captions]
-        jobs += [(tag, bundle, c) for c in sets]
+        jobs += [(name, bundle, c) for c in sets]
     frames, names = [], {}
     for tag_, bundle, captions in tqdm(jobs, desc="evaluating", disable=not progress):
         names[tag_] = tuple(np.asarray(bundle.get("names_test", np.arange(len(bundle["labels_test"])))).tolist())
@@ -148,11 +148,8 @@ def authors_lr_differences(df: pd.DataFrame, names: dict[str, tuple] | None = No
             continue
         o = mine.iloc[0]
         rows.append({**o.to_dict(), "metric": AUTHORS_LR_METRIC})
-        reps = np.asarray(o["replicates"]) - np.asarray(c["replicates"])
-        lo, hi = percentile_interval(reps)
-        rows.append(dict(model=o["model"], tag=f"{o['tag']}|{c['tag']}", captions=f"{o['captions']}-{BASELINE}",
-                         metric=AUTHORS_LR_METRIC, modality=c["modality"], value=o["value"] - c["value"], low=lo,
-                         high=hi, n=o["n"], B=len(reps), replicates=reps))  # fmt: skip
+        rows.append(difference_row(o, c, keep=True, model=o["model"], tag=f"{o['tag']}|{c['tag']}",
+                                   captions=f"{o['captions']}-{BASELINE}", metric=AUTHORS_LR_METRIC))  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -172,23 +169,8 @@ def paired_differences(df: pd.DataFrame, names: dict[str, tuple] | None = None, 
         for _, o in others.iterrows():
             if names and names.get(o["tag"]) != names.get(b["tag"]):
                 continue  # different test items: no pairing
-            reps = np.asarray(o["replicates"]) - np.asarray(b["replicates"])
-            lo, hi = percentile_interval(reps)
-            rows.append(
-                dict(
-                    model=b["model"],
-                    tag=o["tag"] if o["tag"] == b["tag"] else f"{o['tag']}|{b['tag']}",
-                    captions=f"{o['captions']}-{baseline}",
-                    metric=b["metric"],
-                    modality=b["modality"],
-                    value=o["value"] - b["value"],
-                    low=lo,
-                    high=hi,
-                    n=b["n"],
-                    B=len(reps),
-                    replicates=reps,
-                )
-            )
+            tag_ = o["tag"] if o["tag"] == b["tag"] else f"{o['tag']}|{b['tag']}"
+            rows.append(difference_row(o, b, keep=True, model=b["model"], tag=tag_, captions=f"{o['captions']}-{baseline}"))
     return pd.DataFrame(rows)
 
 

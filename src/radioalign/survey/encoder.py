@@ -8,10 +8,8 @@ records and checks on every query.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -129,8 +127,7 @@ def load_encoder(
         raise ValueError(f"unknown model input {preprocessing!r}; choose one of {PREPROCESSING}")
     if lowercase is None:
         lowercase = settings.get("lowercase")
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the commands' results (JSON ...)
-        net, processor = load_siglip(model, device=device)
+    net, processor = load_siglip(model, device=device)  # it reports on stderr: stdout carries JSON
     adapter_path = None
     if adapter is not None:
         adapter_path = str(adapter_folder(adapter))
