@@ -99,8 +99,8 @@ def test_native_scale_is_kept_and_larger_images_are_centre_cropped():
     data = np.arange(160 * 170, dtype=float).reshape(160, 170)
     picture = Picture(data=data, wcs=sky_wcs(n=160), ra=150.0, dec=30.0)
     out, note = images.to_mirabest_geometry(picture)
-    assert out.shape == (150, 150) and "crop" in note
-    assert np.array_equal(out, data[5:155, 10:160])
+    assert out.shape == (150, 150) and "crop" in note and "rows flipped" in note
+    assert np.array_equal(out, data[::-1][5:155, 10:160])  # display order: FITS row 0 (south) at the bottom
 
 
 def test_centre_crop_pads_small_images_with_nan():
@@ -119,8 +119,9 @@ def test_reprojection_to_mirabest_geometry_puts_a_source_where_the_sky_says():
     out, note = images.to_mirabest_geometry(picture)
     assert out.shape == (150, 150) and "reprojected" in note
     y, x = np.unravel_index(np.nanargmax(out), out.shape)
-    # the output is centred on (150, 30) at 1.8 arcsec/px: 45 arcsec north = 25 px above the centre (74.5, 74.5)
-    assert abs(y - (74.5 + 45.0 / 1.8)) <= 1.0 and abs(x - 74.5) <= 1.0
+    # the output is centred on (150, 30) at 1.8 arcsec/px, north up: 45 arcsec north = 25 rows above
+    # the centre (74.5, 74.5), towards row 0
+    assert abs(y - (74.5 - 45.0 / 1.8)) <= 1.0 and abs(x - 74.5) <= 1.0
     footprint = target = images.target_wcs(150.0, 30.0)
     assert images.pixel_scale_arcsec(target) == pytest.approx((1.8, 1.8))
     assert footprint.pixel_shape == (150, 150)

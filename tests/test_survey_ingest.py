@@ -49,7 +49,7 @@ def test_read_task_never_raises(tmp_path):
     assert "no such file" in results[0].reason and "NaN" in results[1].reason
     ok = I.read_task(next(I.file_tasks([write_cutout(tmp_path / "good.fits")])))
     assert isinstance(ok, I.Item) and ok.image.shape == (150, 150) and ok.image.dtype == np.uint8
-    assert ok.ra is None and "no WCS" in ok.preprocessing and "resized" in ok.preprocessing
+    assert ok.ra is None and "no celestial WCS" in ok.preprocessing and "resized" in ok.preprocessing
 
 
 def test_ids_are_stable_and_distinct(tmp_path):

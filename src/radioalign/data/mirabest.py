@@ -6,7 +6,10 @@ is a set of 1256 FIRST radio galaxies, 150x150 ``uint8`` images, shipped as CIFA
 pickles in a ``.tar.gz``: seven training batches ``data_batch_1..7``, one ``test_batch``
 and ``batches.meta``. Each batch is a dict with ``labels`` (ints 0-9 indexing
 ``LABEL_NAMES``), ``data`` (a list of 150x150 arrays) and, in the F version,
-``filenames``; items are sorted by label within a batch.
+``filenames``; items are sorted by label within a batch. The arrays are in display
+order (row 0 is the north edge, column 0 the east edge, as the PNGs MiraBest was made
+from): the orientation rule of ``radioalign.survey.images``, which every survey image
+is brought to before it reaches the model.
 
 Label code ``abc`` (``LABEL_NAMES[i]``): ``a`` = 1 FR-I, 2 FR-II, 3 hybrid; ``b`` = 0
 Confident, 1 Uncertain; ``c`` = 0 standard, 1 double-double, 2 wide-angle tail,

@@ -110,7 +110,7 @@ def read_fits(path: str | Path) -> Picture:
         ra, dec = float(centre.icrs.ra.deg), float(centre.icrs.dec.deg)
     else:
         notes.append("no celestial WCS")
-    return Picture(data=data, wcs=wcs, ra=ra, dec=dec, notes=tuple(notes))
+    return Picture(data=data, wcs=wcs, ra=ra, dec=dec, notes=tuple(notes), fits=True)
 
 
 def read_picture(path: str | Path) -> Picture:
@@ -208,4 +208,4 @@ def cut_from_mosaic(path: str, ra: float, dec: float) -> Picture:
     image[~np.isfinite(image)] = np.nan
     if not np.isfinite(image).any():
         raise BadImageError("the cut-out holds no finite pixels")
-    return Picture(data=image, wcs=cut.wcs, ra=ra, dec=dec, notes=(f"cut from {Path(path).name}",))
+    return Picture(data=image, wcs=cut.wcs, ra=ra, dec=dec, notes=(f"cut from {Path(path).name}",), fits=True)
