@@ -52,10 +52,16 @@ def test_read_task_never_raises(tmp_path):
     assert ok.ra is None and "no celestial WCS" in ok.preprocessing and "resized" in ok.preprocessing
 
 
-def test_ids_are_stable_and_distinct(tmp_path):
-    a = list(I.file_tasks([write_cutout(tmp_path / "a.fits"), tmp_path / "a.fits", write_cutout(tmp_path / "b.fits")]))
-    assert a[0].id == a[1].id != a[2].id
-    assert [t.id for t in I.file_tasks([tmp_path / "a.fits"])] == [a[0].id]
+def test_ids_come_from_the_pixels_not_the_path(tmp_path):
+    write_cutout(tmp_path / "a.fits")
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "renamed.fits").write_bytes((tmp_path / "a.fits").read_bytes())
+    write_cutout(tmp_path / "b.fits", seed=1)
+    tasks = list(I.file_tasks([tmp_path / "a.fits", tmp_path / "copy" / "renamed.fits", tmp_path / "b.fits"]))
+    assert len({t.key for t in tasks}) == 3  # inputs are told apart by path ...
+    ids = [I.read_task(t).id for t in tasks]
+    assert ids[0] == ids[1] != ids[2]  # ... sources by what they are
+    assert [I.read_task(t).id for t in I.file_tasks([tmp_path / "a.fits"])] == [ids[0]]
 
 
 def test_duplicates_resume_and_retry(tmp_path, encoder):
@@ -64,36 +70,72 @@ def test_duplicates_resume_and_retry(tmp_path, encoder):
     for i in range(5):
         write_cutout(folder / f"g{i}.fits", seed=i)
     write_cutout(folder / "broken.fits", nan=True)
+    write_cutout(folder / "stays-broken.fits", nan=True)
     store_path = tmp_path / "store"
     run = dict(store=store_path, encoder=encoder, workers=0, batch_size=2, progress=False, optimize_every=2)
 
     first = I.ingest([folder, folder / "g0.fits"], **run)  # g0 twice: stored once
-    assert (first.ok, first.failed, first.skipped) == (5, 1, 1)
+    assert (first.ok, first.failed, first.skipped) == (5, 2, 1)
     store = Store(store_path)
-    assert store.count(SOURCES) == 5 and store.count(ERRORS) == 1
+    assert store.count(SOURCES) == 5 and store.count(ERRORS) == 2
 
     again = I.ingest([folder], **run)  # nothing new: no embedding, no new error rows
-    assert (again.ok, again.embedded, again.failed, again.skipped) == (0, 0, 0, 6)
-    assert store.count(ERRORS) == 1
+    assert (again.ok, again.embedded, again.failed, again.skipped) == (0, 0, 0, 7)
+    assert store.count(ERRORS) == 2
 
-    write_cutout(folder / "broken.fits", seed=9)  # the user fixes the file
-    retried = I.ingest([folder], retry_failed=True, **run)
-    assert (retried.ok, retried.failed, retried.skipped) == (1, 0, 5)
-    assert store.count(SOURCES) == 6 and store.count(ERRORS) == 0
+    write_cutout(folder / "broken.fits", seed=9)  # the user fixes one file
+    assert I.ingest([folder], **run).ok == 0  # failures are not retried without retry_failed
+    retried = I.ingest([folder], retry_failed="changed", **run)  # only the file that changed
+    assert (retried.ok, retried.failed, retried.skipped) == (1, 0, 6)
+    assert store.count(SOURCES) == 6 and store.count(ERRORS) == 1
+    every = I.ingest([folder], retry_failed="all", **run)  # the unchanged failure too
+    assert (every.ok, every.failed, every.skipped) == (0, 1, 6)
+    assert store.count(ERRORS) == 1
     ids = store.table(SOURCES).to_arrow().column("id").to_pylist()
     assert len(ids) == len(set(ids))
     assert any(i.columns == ["id"] for i in store.table(SOURCES).list_indices())
+    with pytest.raises(ValueError, match="retry_failed"):
+        I.ingest([folder], retry_failed="sometimes", **run)
 
 
-def test_batches_of_the_sampler_skip_stored_ids(tmp_path, encoder):
+def test_batches_of_the_sampler_skip_what_was_seen_unchanged(tmp_path, encoder):
     store = Store(tmp_path / "store")
     I.prepare_store(store, encoder)
-    tasks = [I.Task(id=f"t{i}", name=f"t{i}", source=f"/x/t{i}.fits", kind="file") for i in range(7)]
+    tasks = [I.Task(key=f"/x/t{i}.fits", name=f"t{i}", source=f"/x/t{i}.fits", kind="file", stamp="1:1") for i in range(7)]
     store.add_errors(I.error_rows([I.Failure(tasks[1], "OSError: x"), I.Failure(tasks[4], "OSError: y")]))
+    store.record_files([{"key": tasks[5].key, "stamp": "1:1", "id": "s5", "seen_at": None},
+                        {"key": tasks[6].key, "stamp": "0:0", "id": "s6", "seen_at": None}])  # t6 changed since
     summary = I.IngestSummary()
     batches = list(I.TodoBatches(store, iter(tasks), 3, summary))
-    assert [[t.id for t in b] for b in batches] == [["t0", "t2"], ["t3", "t5"], ["t6"]]
-    assert summary.skipped == 2
+    assert [[t.name for t in b] for b in batches] == [["t0", "t2"], ["t3"], ["t6"]]
+    assert summary.skipped == 3
+
+
+def test_problems_found_while_walking_become_failures(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_cutout(folder / "good.fits")
+    (folder / "a.fits").symlink_to(folder / "b.fits")
+    (folder / "b.fits").symlink_to(folder / "a.fits")  # a -> b -> a
+    (folder / "self").symlink_to(folder, target_is_directory=True)  # a folder link to itself
+    (folder / "sub").mkdir()
+    (folder / "sub" / "up").symlink_to(folder, target_is_directory=True)  # and one to its parent
+    results = {t.name: I.read_task(t) for t in I.file_tasks([folder])}
+    assert isinstance(results["good"], I.Item)
+    for name in ("a", "b", "self", "up"):
+        assert isinstance(results[name], I.Failure) and "loop" in results[name].reason, (name, results[name])
+    vanished = I.file_task(folder / "good.fits")
+    (folder / "good.fits").unlink()  # gone between the walk and the read
+    assert "no such file" in I.read_task(vanished).reason
+
+
+def test_sources_that_match_nothing_are_refused_before_a_store_exists(tmp_path, encoder):
+    (tmp_path / "empty").mkdir()
+    for bad, message in [(tmp_path / "empty", "holds no files"), (str(tmp_path / "*.fits"), "matches no file"),
+                         (tmp_path / "missing.fits", "no such file")]:  # fmt: skip
+        with pytest.raises(I.InputError, match=message):
+            I.ingest([bad], tmp_path / "store", encoder=encoder, workers=0, progress=False)
+    assert not (tmp_path / "store").exists()
 
 
 def test_adapter_runs_load_with_their_settings_and_change_the_fingerprint(tmp_path, tiny_siglip_dir, encoder):

@@ -125,10 +125,41 @@ def test_store_refuses_another_model(tmp_path):
 
 def test_existing_ids_and_errors(tmp_path):
     store, _, ids = fake_store(tmp_path / "s", [1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
-    store.add_errors([{"id": "bad", "name": "x", "source": "x.fits", "reason": "OSError: empty", "created_at": now()}])
+    error = {"id": "bad", "key": "/x/x.fits", "name": "x", "source": "/x/x.fits", "stamp": "0:1", "reason": "OSError: empty",
+             "created_at": now()}  # fmt: skip
+    store.add_errors([error])
+    store.add_errors([{**error, "reason": "OSError: still empty"}])  # a new failure of one input replaces the old
+    assert store.count("errors") == 1 and store.errors_for(["/x/x.fits", "/x/y.fits"]) == {"/x/x.fits": "0:1"}
     assert store.existing_ids([ids[0], ids[2], "nope", "bad"]) == {ids[0], ids[2], "bad"}
     assert store.existing_ids(["it's quoted"]) == set()
     assert store.clear_errors() == 1 and store.existing_ids(["bad"]) == set()
+
+
+def test_files_table_and_last_path_seen(tmp_path):
+    store, _, ids = fake_store(tmp_path / "s", [1.0, 2.0], [0.0, 0.0])
+    rows = [{"key": "/a/1.fits", "stamp": "1:1", "id": ids[0], "seen_at": now()},
+            {"key": "/b/1.fits", "stamp": "1:1", "id": ids[0], "seen_at": now()}]  # fmt: skip
+    store.record_files(rows)
+    store.record_files([{**rows[0], "stamp": "2:2", "id": ids[1]}])  # new pixels at /a/1.fits: updated, not added
+    assert store.count("files") == 2
+    assert store.files_for(["/a/1.fits", "/c"]) == {"/a/1.fits": {"key": "/a/1.fits", "stamp": "2:2", "id": ids[1]}}
+    assert store.ids_in_use([ids[0], ids[1], "other"]) == {ids[0], ids[1]}
+    store.set_source_paths({ids[0]: "/b/1.fits"})
+    assert store.rows_where(f"id = '{ids[0]}'", ["source"]) == [{"source": "/b/1.fits"}]
+    assert store.count() == 2  # an update, not a new row
+
+
+def test_the_write_lock_is_exclusive_and_reentrant(tmp_path):
+    import fcntl
+
+    store = Store(tmp_path / "s")
+    with store.writing():
+        with store.writing():  # re-entrant: the ingest's write holds it around nested writes
+            with open(tmp_path / "s" / ".radioalign-write.lock") as other:  # another process's view
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(tmp_path / "s" / ".radioalign-write.lock") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on leaving
 
 
 def test_output_formats_round_trip():

@@ -81,7 +81,8 @@ def test_classify_writes_one_label_per_source(tmp_path, encoder):
     store = Store(tmp_path / "store")
     prepare_store(store, encoder)
     images = toy_images(6, seed=5)
-    items = [Item(Task(id=f"id{i}", name=f"s{i}", source=f"s{i}.png", kind="file"), im, png_bytes(im), None, None, "test")
+    items = [Item(Task(key=f"s{i}.png", name=f"s{i}", source=f"s{i}.png", kind="file"), f"id{i}", im, png_bytes(im), None,
+                  None, "test")
              for i, im in enumerate(images)]  # fmt: skip
     write_batch(store, encoder, items, embed_items(encoder, items), [])
     summary = zeroshot.classify(store, "fr", encoder=encoder)

@@ -243,7 +243,7 @@ def write_vectors(path: Path, n: int, dim: int, seed: int) -> float:
             "source": pa.array(["synthetic"] * m), "thumbnail": pa.nulls(m, pa.binary()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(block.ravel()), dim),
             "model": pa.array(["bench"] * m), "adapter": pa.array([""] * m), "preprocessing": pa.array([""] * m),
-            "created_at": pa.array([now()] * m, pa.timestamp("us", tz="UTC")),
+            "flags": pa.array([""] * m), "created_at": pa.array([now()] * m, pa.timestamp("us", tz="UTC")),
         }  # fmt: skip
         table.add(pa.table(columns, schema=schema))
     return time.perf_counter() - start

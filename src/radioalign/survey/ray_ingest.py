@@ -34,8 +34,8 @@ import numpy as np
 
 from .images import MIRABEST_SIZE
 from .ingest import (
-    Failure, IngestSummary, Item, Task, TodoBatches, finish, iter_tasks, prepare_store, read_task, resolve_encoder,
-    store_batch,
+    Failure, IngestSummary, Item, Task, TodoBatches, check_inputs, finish, iter_tasks, prepare_store, read_task,
+    resolve_encoder, retry_mode, store_batch,
 )  # fmt: skip
 from .store import DEFAULT_ANN_THRESHOLD, ModelMismatchError, Store
 
@@ -61,20 +61,23 @@ def _nan_if_none(values) -> np.ndarray:
 def read_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Stage 1 on a CPU worker: :func:`~.ingest.read_task` for each task of the batch.
 
-    Columns out: ``task`` (JSON), ``ok``, ``image`` (``(N, 150, 150)`` uint8, zeros where
-    reading failed), ``thumbnail``, ``ra``, ``dec`` (NaN when unknown), ``preprocessing``
-    and ``reason`` (empty for the rows read)."""
+    Columns out: ``task`` (JSON), ``ok``, ``id`` (the content id), ``image``
+    (``(N, 150, 150)`` uint8, zeros where reading failed), ``thumbnail``, ``ra``, ``dec``
+    (NaN when unknown), ``preprocessing``, ``flags`` and ``reason`` (empty for the rows
+    read)."""
     results = [read_task(task_from_json(t)) for t in batch["task"]]
     items = [r if isinstance(r, Item) else None for r in results]
     blank = np.zeros((MIRABEST_SIZE, MIRABEST_SIZE), np.uint8)
     return {
         "task": np.asarray(batch["task"], dtype=object),
         "ok": np.array([it is not None for it in items], dtype=bool),
+        "id": np.array([it.id if it else "" for it in items], dtype=object),
         "image": np.stack([it.image if it else blank for it in items]) if items else np.zeros((0, *blank.shape), np.uint8),
         "thumbnail": np.array([it.thumbnail if it else b"" for it in items], dtype=object),
         "ra": _nan_if_none(it.ra if it else None for it in items),
         "dec": _nan_if_none(it.dec if it else None for it in items),
         "preprocessing": np.array([it.preprocessing if it else "" for it in items], dtype=object),
+        "flags": np.array([it.flags if it else "" for it in items], dtype=object),
         "reason": np.array(["" if isinstance(r, Item) else r.reason for r in results], dtype=object),
     }
 
@@ -110,8 +113,8 @@ def unpack(batch: dict[str, np.ndarray]) -> tuple[list[Item], np.ndarray, list[F
         if batch["ok"][i]:
             ra, dec = (float(batch[c][i]) for c in ("ra", "dec"))
             # the image stays on the actor: the store keeps the thumbnail and the vector
-            items.append(Item(task, None, bytes(batch["thumbnail"][i]), None if np.isnan(ra) else ra,
-                              None if np.isnan(dec) else dec, str(batch["preprocessing"][i])))  # fmt: skip
+            items.append(Item(task, str(batch["id"][i]), None, bytes(batch["thumbnail"][i]), None if np.isnan(ra) else ra,
+                              None if np.isnan(dec) else dec, str(batch["preprocessing"][i]), str(batch["flags"][i])))  # fmt: skip
             rows.append(i)
         else:
             failures.append(Failure(task, str(batch["reason"][i])))
@@ -165,10 +168,10 @@ def pipeline(tasks: Sequence[Task], encoder, batch_size: int, actors: int | None
     )  # fmt: skip
 
 
-def windows(store: Store, tasks, batch_size: int, window: int, summary: IngestSummary) -> Iterator[list[Task]]:
+def windows(store: Store, tasks, batch_size: int, window: int, summary: IngestSummary, retry=None) -> Iterator[list[Task]]:
     """The tasks not yet in the store, in lists of about ``window``."""
     todo: list[Task] = []
-    for batch in TodoBatches(store, tasks, batch_size, summary):
+    for batch in TodoBatches(store, tasks, batch_size, summary, retry):
         todo.extend(batch)
         if len(todo) >= window:
             yield todo
@@ -187,12 +190,13 @@ def ingest_ray(
     encoder=None,
     catalog=None,
     mosaics: Sequence = (),
+    catalog_columns: dict | None = None,
     batch_size: int = 64,
     actors: int | None = None,
     num_cpus: int | None = None,
     window: int = 100_000,
     ann_threshold: int = DEFAULT_ANN_THRESHOLD,
-    retry_failed: bool = False,
+    retry_failed: bool | str | None = None,
     dtype: str = "auto",
     progress: bool = True,
 ) -> IngestSummary:
@@ -206,22 +210,24 @@ def ingest_ray(
 
     if batch_size < 1 or window < 1:
         raise ValueError("batch_size and window must be >= 1")
+    retry = retry_mode(retry_failed)
+    check_inputs(sources, catalog, mosaics, catalog_columns)
     started = time.perf_counter()
     store = store if isinstance(store, Store) else Store(store)
     encoder = encoder or resolve_encoder(store, model, adapter, device="cpu", dtype=dtype, batch_size=batch_size)
     prepare_store(store, encoder)
-    if retry_failed:
-        log.info("retrying %d failed inputs", store.clear_errors())
     summary = IngestSummary(store=str(store.path))
+    tasks = iter_tasks(sources, catalog, mosaics, catalog_columns)
     with ray_session(address, num_cpus):
         DataContext.get_current().enable_progress_bars = progress
-        for todo in windows(store, iter_tasks(sources, catalog, mosaics), batch_size, window, summary):
+        for todo in windows(store, tasks, batch_size, window, summary, retry):
             for batch in pipeline(todo, encoder, batch_size, actors).iter_batches(batch_size=batch_size, batch_format="numpy"):
                 items, vectors, failures, fingerprints = unpack(batch)
                 if fingerprints - {encoder.fingerprint}:
                     raise ModelMismatchError(f"a Ray actor loaded {encoder.model_id!r} as another model (fingerprint "
                                              f"{sorted(fingerprints)[0][:12]}, expected {encoder.fingerprint[:12]})")  # fmt: skip
                 store_batch(store, encoder, items, vectors, failures, summary)
-            store.optimize()  # as the single-process path does every 20,000 sources
-            store.ensure_id_index()
+            with store.writing():
+                store.optimize()  # as the single-process path does every 20,000 sources
+                store.ensure_id_index()
     return finish(store, summary, ann_threshold, started)

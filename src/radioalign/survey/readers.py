@@ -6,7 +6,6 @@ ingest loop turns any exception into a row of the store's errors table.
 
 from __future__ import annotations
 
-import csv
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -96,7 +95,12 @@ def read_fits(path: str | Path) -> Picture:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with fits.open(path, memmap=False) as hdul:
-            data, wcs, notes = _first_image(hdul)
+            try:
+                data, wcs, notes = _first_image(hdul)
+            except ValueError as err:  # astropy cannot shape data shorter than its header says
+                if "reshape" not in str(err):
+                    raise
+                raise BadImageError(f"truncated file: {err}") from None
             data = np.array(data, dtype=np.float64)  # a copy: the file closes here
     truncated = [w for w in caught if "truncat" in str(w.message).lower()]
     if truncated:
@@ -138,19 +142,6 @@ def read_file(path: str | Path) -> Picture:
 
 # ---------------------------------------------------------------------------
 # Catalogue and mosaics
-
-
-def read_catalog(path: str | Path) -> Iterator[tuple[str, float, float]]:
-    """``(name, ra, dec)`` rows of a CSV with columns ``name``, ``ra``, ``dec`` (degrees;
-    header names are matched case-insensitively), streamed without loading the file."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = {c.strip().lower(): c for c in reader.fieldnames or ()}
-        missing = [c for c in ("name", "ra", "dec") if c not in columns]
-        if missing:
-            raise ValueError(f"{path}: the catalogue needs columns name, ra, dec; missing {missing}")
-        for row in reader:
-            yield row[columns["name"]].strip(), row[columns["ra"]], row[columns["dec"]]
 
 
 @lru_cache(maxsize=8)

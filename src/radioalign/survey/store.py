@@ -2,25 +2,36 @@
 
 Tables:
 
-``sources``  one row per source: ``id`` (see :func:`source_id`), ``name``, ``ra``,
-             ``dec`` (degrees, null when unknown), ``source`` (the file, or
-             ``catalogue#name`` for a cut-out from a mosaic), ``thumbnail`` (PNG bytes of
-             the 150 x 150 model input), ``vector`` (the L2-normalised image embedding),
-             ``model`` (fingerprint), ``adapter``, ``preprocessing`` and ``created_at``;
-``errors``   one row per input that failed: ``id``, ``name``, ``source``, ``reason``,
-             ``created_at``;
+``sources``  one row per source: ``id`` (:func:`content_id`: what the source is, not
+             where its file lies), ``name``, ``ra``, ``dec`` (degrees, null when
+             unknown), ``source`` (the last path seen, or ``catalogue#name`` for a
+             cut-out from a mosaic), ``thumbnail`` (PNG bytes of the 150 x 150 model
+             input, north up), ``vector`` (the L2-normalised image embedding), ``model``
+             (fingerprint), ``adapter``, ``preprocessing``, ``flags`` (e.g.
+             ``orientation-unknown`` for a FITS without a celestial WCS) and ``created_at``;
+``files``    one row per input seen: ``key`` (the resolved path, or the catalogue row),
+             ``stamp`` (size and modification time, or the row's position and its
+             mosaics' stamps), ``id`` (the source it gave) and ``seen_at``: a rerun skips
+             an input whose stamp is unchanged without reading it again;
+``errors``   one row per input that failed: ``id`` (:func:`source_id` of the key),
+             ``key``, ``name``, ``source``, ``stamp``, ``reason``, ``created_at``;
 ``labels``   zero-shot labels: ``id``, ``prompts`` (the prompt set), ``label``,
              ``score``, ``probabilities`` (JSON ``{class: p}``), ``created_at``;
 ``meta``     ``key``/``value`` strings: the model fingerprint, model, adapter, model
              input preprocessing, dimension, provenance stamp.
 
 A write is one LanceDB commit: a process killed mid-write leaves the table at its
-previous version, so a source is either fully stored or absent. Above ``ann_threshold``
+previous version, so a source is either fully stored or absent. Writers take the
+store's lock (:meth:`Store.writing`, an ``flock`` that the kernel releases when a
+writer dies, so a killed ingest never leaves it stuck) around each check-and-write, so
+two ingests into one store never store a source twice; readers take no lock (Lance
+reads a committed version). Above ``ann_threshold``
 rows the vector column gets an IVF-PQ index (cosine); below, search is exact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -33,7 +44,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SOURCES, ERRORS, LABELS, META = "sources", "errors", "labels", "meta"
+SOURCES, FILES, ERRORS, LABELS, META = "sources", "files", "errors", "labels", "meta"
+LOCK_FILE = ".radioalign-write.lock"
 DEFAULT_ANN_THRESHOLD = 100_000
 MIN_ANN_ROWS = 256  # IVF-PQ trains 2**8 centroids per sub-vector: it needs at least this many rows
 
@@ -47,9 +59,24 @@ class ModelMismatchError(StoreError):
 
 
 def source_id(key: str) -> str:
-    """A source's id: the first 16 hex digits of the SHA-1 of its key (a file's resolved
-    path, or ``<resolved catalogue path>#<name>``), so a rerun finds the same id."""
+    """The id of an input that failed (its pixels unread): the first 16 hex digits of the
+    SHA-1 of its key (a file's resolved path, or ``<catalogue path>#<name>``)."""
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
+def content_id(data: np.ndarray, wcs=None, extra: str = "") -> str:
+    """A source's id from what it is: the first 16 hex digits of the BLAKE2b hash of its
+    pixels (shape, then the float64 values with NaN made canonical), its celestial WCS
+    (the header astropy writes for it) and ``extra`` (a catalogue row's name and
+    position). Copies and renamed files get the same id; new pixels a new one."""
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(repr(data.shape).encode())
+    digest.update(np.where(np.isnan(data), np.nan, data).tobytes())  # one NaN bit pattern
+    if wcs is not None:
+        digest.update(wcs.to_header_string(relax=True).encode())
+    digest.update(extra.encode("utf-8"))
+    return digest.hexdigest()
 
 
 def now() -> _dt.datetime:
@@ -80,7 +107,21 @@ def sources_schema(dim: int):
             pa.field("model", pa.string()),
             pa.field("adapter", pa.string()),
             pa.field("preprocessing", pa.string()),
+            pa.field("flags", pa.string()),
             pa.field("created_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def files_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("stamp", pa.string()),
+            pa.field("id", pa.string()),
+            pa.field("seen_at", pa.timestamp("us", tz="UTC")),
         ]
     )
 
@@ -91,8 +132,10 @@ def errors_schema():
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
+            pa.field("key", pa.string()),
             pa.field("name", pa.string()),
             pa.field("source", pa.string()),
+            pa.field("stamp", pa.string()),
             pa.field("reason", pa.string()),
             pa.field("created_at", pa.timestamp("us", tz="UTC")),
         ]
@@ -126,6 +169,36 @@ class Store:
         self.path = Path(path)
         self.db = lancedb.connect(str(self.path), read_consistency_interval=_dt.timedelta(0))
         self._tables: dict = {}
+        self._lock_depth = 0
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Hold the store's write lock for the block (re-entrant within this object).
+
+        A second writer waits, saying so once on the log; the lock is an ``flock`` on
+        ``LOCK_FILE``, which the kernel drops when its process ends, even by ``kill -9``."""
+        import fcntl
+
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / LOCK_FILE, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("waiting for another process writing to the store at %s", self.path)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- tables -------------------------------------------------------------
 
@@ -178,17 +251,29 @@ class Store:
 
     # -- rows ---------------------------------------------------------------
 
+    def _lookup(self, name: str, column: str, values: Sequence[str], columns: Sequence[str]) -> list[dict]:
+        """The rows of table ``name`` whose ``column`` is in ``values`` (a filtered scan; the
+        BTREE indices on ``id`` and ``key`` make it a lookup)."""
+        if not values or not self.has(name):
+            return []
+        query = self.table(name).search().where(in_list(column, values)).select(list(columns))
+        return query.limit(len(values) * 64 + 1).to_arrow().to_pylist()
+
     def existing_ids(self, ids: Sequence[str], tables: Sequence[str] = (SOURCES, ERRORS)) -> set[str]:
-        """Which of ``ids`` are already in ``tables`` (one filtered scan each; the BTREE
-        index on ``id`` makes it a lookup)."""
-        found: set[str] = set()
-        if not ids:
-            return found
-        for name in tables:
-            if self.has(name):
-                rows = self.table(name).search().where(in_list("id", ids)).select(["id"]).limit(len(ids) + 1).to_arrow()
-                found.update(rows.column("id").to_pylist())
-        return found
+        """Which of ``ids`` are already in ``tables``."""
+        return {row["id"] for name in tables for row in self._lookup(name, "id", list(ids), ["id"])}
+
+    def files_for(self, keys: Sequence[str]) -> dict[str, dict]:
+        """``{key: {"stamp", "id"}}`` of the inputs among ``keys`` seen before."""
+        return {r["key"]: r for r in self._lookup(FILES, "key", list(keys), ["key", "stamp", "id"])}
+
+    def errors_for(self, keys: Sequence[str]) -> dict[str, str]:
+        """``{key: stamp}`` of the inputs among ``keys`` that failed before."""
+        return {r["key"]: r["stamp"] for r in self._lookup(ERRORS, "key", list(keys), ["key", "stamp"])}
+
+    def ids_in_use(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` some input (a file or a catalogue row) still gives."""
+        return {r["id"] for r in self._lookup(FILES, "id", list(ids), ["id"])}
 
     def add_sources(self, rows: list[dict], dim: int) -> None:
         import pyarrow as pa
@@ -197,15 +282,42 @@ class Store:
             table = self._create(SOURCES, sources_schema(dim))
             table.add(pa.Table.from_pylist(rows, schema=sources_schema(dim)))
 
+    def set_source_paths(self, paths: dict[str, str]) -> None:
+        """Record ``{id: path}`` as the last path seen of those sources."""
+        import pyarrow as pa
+
+        if paths and self.has(SOURCES):
+            update = pa.table({"id": list(paths), "source": list(paths.values())})
+            self.table(SOURCES).merge_insert("id").when_matched_update_all().execute(update)
+
+    def delete_sources(self, ids: Sequence[str]) -> None:
+        if ids and self.has(SOURCES):
+            self.table(SOURCES).delete(in_list("id", ids))
+
+    def record_files(self, rows: list[dict]) -> None:
+        """Insert or update ``files`` rows (``key``, ``stamp``, ``id``, ``seen_at``) by key."""
+        import pyarrow as pa
+
+        if rows:
+            table = self._create(FILES, files_schema())
+            data = pa.Table.from_pylist(rows, schema=files_schema())
+            table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(data)
+
     def add_errors(self, rows: list[dict]) -> None:
+        """Record failures, replacing an earlier failure of the same input (key)."""
         import pyarrow as pa
 
         if rows:
             table = self._create(ERRORS, errors_schema())
+            self.delete_errors([r["key"] for r in rows])
             table.add(pa.Table.from_pylist(rows, schema=errors_schema()))
 
+    def delete_errors(self, keys: Sequence[str]) -> None:
+        if keys and self.has(ERRORS):
+            self.table(ERRORS).delete(in_list("key", keys))
+
     def clear_errors(self) -> int:
-        """Delete every error row (so that a rerun retries those inputs); returns how many."""
+        """Delete every error row; returns how many."""
         n = self.count(ERRORS)
         if n:
             self.table(ERRORS).delete("true")
@@ -241,17 +353,20 @@ class Store:
         return self.has(SOURCES) and any("vector" in i.columns for i in self.table(SOURCES).list_indices())
 
     def ensure_id_index(self) -> None:
-        """A BTREE index on ``id`` (built once; :meth:`optimize` keeps it current)."""
+        """BTREE indices on the columns the ingest looks rows up by (``sources.id``,
+        ``files.key``); built once, :meth:`optimize` keeps them current."""
         from lancedb.index import BTree
 
-        table = self.table(SOURCES)
-        if not any(i.columns == ["id"] for i in table.list_indices()):
-            table.create_index("id", config=BTree(), replace=True)
+        for name, column in ((SOURCES, "id"), (FILES, "key")):
+            if self.has(name):
+                table = self.table(name)
+                if not any(i.columns == [column] for i in table.list_indices()):
+                    table.create_index(column, config=BTree(), replace=True)
 
     def optimize(self) -> None:
         """Compact the small fragments that batch writes leave and fold new rows into the
         indices (LanceDB ``optimize``)."""
-        for name in (SOURCES, ERRORS):
+        for name in (SOURCES, FILES, ERRORS):
             if self.has(name):
                 self.table(name).optimize()
 
