@@ -3,26 +3,33 @@
 The store is made by the README's own commands (ingest a FITS folder, search --text,
 classify), parsed from its survey section, so README and test cannot drift. Then
 `radioalign serve` runs in a subprocess on a free port: its JSON API is checked with
-plain HTTP, and the page in a real headless Chromium (Debian's package, driven by
-Playwright) types a query, sees results and clicks 'more like this'."""
+plain HTTP, hostile uploads included (a gzip bomb, declared pixel counts past the cap,
+unreadable files: 413 or 400 with a fixed sentence, never a path), and the page in a real
+headless Chromium (Debian's package, driven by Playwright) types a query, sees results
+and clicks 'more like this'."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
+import itertools
 import json
 import os
 import re
 import shlex
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("lancedb")
@@ -140,7 +147,7 @@ def server(readme_run, env):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"the server did not start:\n{(readme_run['home'] / 'serve.log').read_text()[-3000:]}")
                 time.sleep(0.3)
-        yield {"base": base, "info": info, **readme_run}
+        yield {"base": base, "info": info, "pid": proc.pid, **readme_run}
     finally:
         proc.terminate()
         try:
@@ -189,6 +196,237 @@ def test_api_search_by_uploaded_fits_finds_that_source(server):
     assert len(results) == 3 and results[0]["name"] == name and results[0]["score"] == pytest.approx(1.0, abs=1e-4)
     bad = requests.post(f"{server['base']}/api/search", files={"image": ("notes.txt", b"hello")}, timeout=60)
     assert bad.status_code == 400 and "FITS" in bad.json()["detail"]
+
+
+# ---------------------------------------------------------------------------
+# Hostile uploads: caps on bytes, inflated bytes and pixels; error bodies the server chooses
+
+MiB = 2**20
+
+
+def post_image(server, filename: str, data, **fields):
+    import requests
+
+    return requests.post(f"{server['base']}/api/search", files={"image": (filename, data)}, data=fields, timeout=60)
+
+
+def assert_clean(detail, server) -> None:
+    """An error body's detail: a sentence, naming no server path, temporary folder or exception."""
+    assert isinstance(detail, str) and detail, detail
+    for secret in (str(server["home"]), str(server["store"]), server["store"].name + "/", "tmp", "Traceback"):
+        assert secret not in detail, (secret, detail)
+    assert not re.search(r"(?<![\w.-])/\w", detail), f"a rooted path in {detail!r}"
+    assert not re.search(r"\w(Error|Exception|Warning)\b|Error:", detail), f"an exception in {detail!r}"
+
+
+def fits_header(**cards) -> bytes:
+    """A primary FITS header of the given integer cards (BITPIX and NAXIS first), padded to 2880 bytes."""
+    lines = [b"SIMPLE  =                    T"] + [f"{key:<8}= {value:>20}".encode() for key, value in cards.items()]
+    text = b"".join(line.ljust(80) for line in lines + [b"END"])
+    return text.ljust(-(-len(text) // 2880) * 2880)
+
+
+def gzip_bomb(head: bytes, zeros: int) -> bytes:
+    """gzip of ``head`` then ``zeros`` zero bytes, made without holding them: after a
+    full flush, deflate's output for each MiB of zeros is the same block, repeated. The
+    trailer's CRC is not the content's (a server that stops early never checks it)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = deflate.compress(head) + deflate.compress(bytes(MiB)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    block = deflate.compress(bytes(MiB)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    body = first + block * (zeros // MiB - 1) + deflate.flush()
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03" + body + struct.pack("<II", 0, (len(head) + zeros) % 2**32)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` grey pixels and holds almost none."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(width + 1))) + chunk(b"IEND", b"")
+
+
+def kib(pid: int, field: str) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
+
+
+def peak_growth_mb(pid: int, action):
+    """``action()``'s result and how far the process ``pid``'s resident memory rose above
+    its level before, in MB: its high-water mark (VmHWM, reset first through clear_refs)
+    where Linux allows, and VmRSS sampled every millisecond in any case."""
+    import threading
+
+    if not Path(f"/proc/{pid}/status").exists():
+        pytest.skip("no /proc: the server's memory cannot be read here")
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        reset = True
+    except OSError:
+        reset = False
+    before, peak, done = kib(pid, "VmRSS"), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], kib(pid, "VmRSS"))
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = action()
+    finally:
+        done.set()
+        sampler.join()
+    high = max(peak[0], kib(pid, "VmHWM") if reset else 0)
+    return result, (high - before) / 1024
+
+
+@pytest.mark.parametrize("filename", ["bomb.fits.gz", "bomb.fits"])
+def test_a_gzip_bomb_is_refused_at_once_without_unfolding(server, filename):
+    # 2 GiB of zeros behind a FITS header that declares them, in 2 MB of gzip; the second
+    # name hides the gzip, which its magic bytes give away.
+    bomb = gzip_bomb(fits_header(BITPIX=8, NAXIS=2, NAXIS1=46341, NAXIS2=46341), 2 * 2**30)
+    assert len(bomb) < 4 * MiB
+    post_image(server, "warm-up.txt", b"hello")  # the first request's one-off costs are not the bomb's
+
+    def send():
+        start = time.perf_counter()
+        response = post_image(server, filename, bomb)
+        return response, time.perf_counter() - start
+
+    (response, seconds), growth = peak_growth_mb(server["pid"], send)
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == "the image decompresses to more than 64 MiB"
+    assert seconds < 1.0, f"refused after {seconds:.2f} s"
+    assert growth < 200, f"the server's memory grew by {growth:.0f} MB"
+
+
+def test_a_fits_header_declaring_too_many_pixels_is_refused_before_its_data(server):
+    # 5000 x 5000 float pixels declared, 100 MB of data: only 3 blocks sent. Had the data
+    # been read, the file would be refused as truncated (400), not as too large.
+    data = fits_header(BITPIX=-32, NAXIS=2, NAXIS1=5000, NAXIS2=5000) + bytes(3 * 2880)
+    for name, body in [("big.fits", data), ("big.fits.gz", gzip.compress(data))]:
+        response = post_image(server, name, body)
+        assert response.status_code == 413, (name, response.text)
+        assert "pixels" in response.json()["detail"]
+        assert_clean(response.json()["detail"], server)
+
+
+def test_a_fits_file_of_huge_headers_is_refused_before_astropy_parses_them(server):
+    cards = b"".join(f"COMMENT {i}".encode().ljust(80) for i in range(40_000))  # 3.2 MB of header
+    data = fits_header(BITPIX=8, NAXIS=0)[:240] + cards + b"END".ljust(80)
+    data = data.ljust(-(-len(data) // 2880) * 2880)
+    response = post_image(server, "headers.fits", data)
+    assert response.status_code == 413 and "headers" in response.json()["detail"], response.text
+
+
+@pytest.mark.parametrize("size", [5000, 100_000])
+def test_a_picture_declaring_too_many_pixels_is_refused(server, size):
+    # 5000 x 5000 passes Pillow's own bomb check but not the server's cap; 100 000 x 100 000 trips Pillow's.
+    response = post_image(server, "big.png", png_header(size, size))
+    assert response.status_code == 413, response.text
+    assert "pixels" in response.json()["detail"]
+    assert_clean(response.json()["detail"], server)
+
+
+def test_an_upload_past_the_byte_cap_is_refused(server):
+    import requests
+
+    response = post_image(server, "huge.fits", bytes(64 * MiB + 1))
+    assert response.status_code == 413 and response.json()["detail"] == "images up to 64 MiB", response.text
+
+    def chunks():  # no Content-Length: the server counts what arrives
+        for _ in range(80):
+            yield bytes(MiB)
+
+    boundary = "xyz"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="huge.fits"\r\n\r\n'.encode()
+    streamed = requests.post(f"{server['base']}/api/search", data=itertools.chain([head], chunks()), timeout=60,
+                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+    assert streamed.status_code == 413, streamed.text
+
+
+def test_unreadable_uploads_get_a_fixed_sentence(server):
+    bad, folder = server["bad"], server["folder"] / "broken"
+    assert {"truncated", "empty", "image", "oned", "allnan"} <= set(bad)
+    good = (server["folder"] / f"{server['names'][0]}.fits").read_bytes()
+    uploads = {name: (folder / f"{name}.fits").read_bytes() for name in ("truncated", "empty", "image", "oned", "allnan")}
+    uploads |= {"notgzip.fits.gz": good, "cut.fits.gz": gzip.compress(good)[:3000], "noise.png": os.urandom(4000),
+                "text.jpg": b"\xff\xd8\xff" + b"not a jpeg" * 50, "double.fits": good[:2880].replace(b"NAXIS2", b"NAXIS1")}
+    for name, data in uploads.items():
+        response = post_image(server, name if "." in name else f"{name}.fits", data)
+        assert response.status_code == 400, (name, response.text)
+        detail = response.json()["detail"]
+        assert detail in {"cannot read the upload as a FITS, PNG or JPEG image",
+                          "the upload holds no usable 2-D image (it is truncated, blank, constant or not 2-D)"}, (name, detail)
+        assert_clean(detail, server)
+
+
+def test_gzipped_and_unnamed_uploads_are_read_in_memory(server):
+    name = server["names"][1]
+    good = (server["folder"] / f"{name}.fits").read_bytes()
+    for filename, data in [(f"{name}.fits.gz", gzip.compress(good)), ("upload", gzip.compress(good)), ("upload", good)]:
+        response = post_image(server, filename, data, k="2")
+        assert response.status_code == 200, (filename, response.text)
+        assert response.json()[0]["name"] == name and response.json()[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    from PIL import Image
+
+    y, x = np.mgrid[:64, :64]
+    png = io.BytesIO()
+    Image.fromarray((255 * np.exp(-((x - 30) ** 2 + (y - 34) ** 2) / 50.0)).astype(np.uint8)).save(png, format="PNG")
+    response = post_image(server, "query.png", png.getvalue(), k="2")
+    assert response.status_code == 200 and len(response.json()) == 2, response.text
+
+
+def test_bad_queries_get_fixed_sentences_without_paths(server):
+    import requests
+
+    base = server["base"]
+    cases = [("/api/search?like=/etc/passwd", 400), (f"/api/search?like={server['store']}", 400),
+             ("/api/thumb/%2Fetc%2Fpasswd", 404), ("/api/search?text=a&ra=1&dec=95&radius=3", 400),
+             ("/api/search?text=a&ra=nan&dec=1&radius=3", 400), ("/api/search?text=a&k=0", 422),
+             ("/api/search?text=%20", 400)]  # fmt: skip
+    for url, code in cases:
+        response = requests.get(base + url, timeout=60)
+        assert response.status_code == code, (url, response.text)
+        assert_clean(response.json()["detail"], server)
+    for fields in [{"k": "many"}, {"k": "0"}, {"ra": "1", "dec": "2"}]:
+        response = post_image(server, "x.fits", b"", **fields)
+        assert response.status_code == 400, (fields, response.text)
+        assert_clean(response.json()["detail"], server)
+    not_a_form = requests.post(f"{base}/api/search", data=b"SIMPLE", headers={"Content-Type": "image/fits"}, timeout=60)
+    assert not_a_form.status_code == 400 and "multipart" in not_a_form.json()["detail"]
+
+
+def test_info_names_the_store_folder_not_its_path(server):
+    import requests
+
+    response = requests.get(f"{server['base']}/api/info", timeout=60)
+    assert response.json()["store"] == server["store"].name
+    assert str(server["home"]) not in response.text and str(server["store"]) not in response.text
+
+
+def test_store_failures_and_crashes_answer_a_generic_sentence():
+    from fastapi.testclient import TestClient
+
+    from radioalign.survey.serve import create_app
+    from radioalign.survey.store import StoreError
+
+    class Broken:
+        def text(self, text, k, cone):
+            raise StoreError("the store at /srv/secret/store has no 'sources' table")
+
+        def like(self, key, k, cone):
+            raise KeyError("/srv/secret/store/sources.lance")
+
+    client = TestClient(create_app(Broken()), raise_server_exceptions=False)
+    store_failed = client.get("/api/search?text=a")
+    crashed = client.get("/api/search?like=x")
+    assert (store_failed.status_code, crashed.status_code) == (409, 500)
+    for response in (store_failed, crashed):
+        assert "secret" not in response.text and "Error" not in response.text, response.text
 
 
 # ---------------------------------------------------------------------------

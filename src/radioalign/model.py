@@ -21,10 +21,10 @@ position, so a mistake here silently spoils text embeddings rather than failing)
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -34,6 +34,8 @@ import numpy as np
 import torch
 
 from .paths import models_dir
+
+log = logging.getLogger(__name__)
 
 BASE_MODEL = "google/siglip2-base-patch16-224"
 TINY_MODEL = "tiny"  # built locally by build_tiny_siglip, no download
@@ -188,11 +190,12 @@ def load_siglip(
     if source not in _REPORTED:  # once per checkpoint and process: what the authors' processor did
         _REPORTED.add(source)
         info = text_processing(processor)
-        print(
+        # a notice, not a problem: printed in notebooks (stderr, since stdout may carry a command's
+        # JSON), hidden by the `radioalign` command below -v (it sets this logger's level)
+        log.warning(
             f"[radioalign] {name_or_path}: {info['tokenizer']} pads on the {info['native_padding_side']} by itself "
             f"(radioalign pads on the right), {'returns' if info['returns_attention_mask'] else 'does not return'} "
-            f"an attention mask, {'lower-cases' if info['lowercase'] else 'keeps case'}",
-            file=sys.stderr,  # stdout may carry a command's JSON
+            f"an attention mask, {'lower-cases' if info['lowercase'] else 'keeps case'}"
         )
     model.eval()
     model.to(torch.device(device) if device is not None else default_device())

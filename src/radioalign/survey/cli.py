@@ -2,16 +2,23 @@
 
 Each subcommand calls the function of the same name in ``radioalign.survey``; results
 go to stdout, progress and messages to stderr. Exit status: 0 on success, 2 on a
-usage or input error (a missing store, a model that does not match the store ...).
+usage or input error (a missing store, a model that does not match the store, a bad
+file or value ...), 1 on any other error; an error is one line on stderr, with the
+traceback only under ``-vv``. Below ``-v`` the libraries' warnings and progress bars
+(transformers, tokenizers, huggingface_hub) are silenced.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
+import traceback
+import warnings
 from typing import Sequence
 
 PROG = "radioalign"
@@ -20,10 +27,15 @@ INGEST_EXAMPLE = """examples:
   radioalign ingest cutouts/ --store first.lance --model tiny
   radioalign ingest cutouts/*.fits --store first.lance --adapter results/full/runs/vision-seed0
   radioalign ingest --catalog rgz.csv --mosaic mosaic1.fits mosaic2.fits --store rgz.lance
+  radioalign ingest --catalog vizier.vot --ra-col RAJ2000 --dec-col DEJ2000 --mosaic mosaic.fits --store rgz.lance
   radioalign ingest /data/cutouts/ --store first.lance --ray auto    # on a running Ray cluster
 
 Rerunning the same command resumes: sources already stored (or already failed) are
-skipped, nothing is embedded twice. Bad files are recorded in the store's errors table."""
+skipped, nothing is embedded twice. Bad files are recorded in the store's errors table.
+
+A catalogue (CSV, ECSV, VOTable, FITS table, VizieR TSV) gives a name and a position
+per row: columns ra/dec, RAJ2000/DEJ2000, _RAJ2000/_DEJ2000 or RA_ICRS/DE_ICRS (or the
+VOTable UCDs pos.eq.ra/pos.eq.dec), in degrees or sexagesimal (RA in hours)."""
 
 CLASSIFY_EXAMPLE = """examples:
   radioalign classify --store first.lance
@@ -36,9 +48,13 @@ A prompt file is YAML mapping each class to a list of prompts, e.g.
 SEARCH_EXAMPLE = """examples:
   radioalign search --store first.lance --text "bent-tail radio galaxy with a bright core" -k 10
   radioalign search --store first.lance --like J123456+123456 --cone 194.2 12.6 600 --format csv
+  radioalign search --store first.lance --text "a head-tail galaxy" --cone 12:56:47.3 +12:36:00 10arcmin
+  radioalign search --store first.lance --text "a double" --cone 280.5 -1.2 0.5deg --frame galactic
   radioalign search --store first.lance --like my_cutout.fits --format votable > hits.xml
 
-JSON output is a list of {id, name, ra, dec, score, source}; score is the cosine similarity."""
+JSON output is a list of {id, name, ra, dec, score, source}; score is the cosine similarity.
+--cone takes RA and Dec in degrees or sexagesimal (12:56:47.3 or 12h56m47.3s or "12 56 47.3";
+RA in hours unless written with d), and a radius in arcsec or with a unit (10arcmin, 0.5deg)."""
 
 SERVE_EXAMPLE = """examples:
   radioalign serve --store first.lance
@@ -73,17 +89,33 @@ def _model_args(p: argparse.ArgumentParser, default_help: str) -> None:
     p.add_argument("--adapter", default=None, metavar="RUN_DIR", help="a fine-tuned LoRA adapter (a run folder or its adapter/)")
 
 
+class _RetryFailed(argparse.Action):
+    """``--retry-failed [all]``. A value other than ``all``/``changed`` is a SOURCE that
+    followed the flag (``--retry-failed cutouts/``, as before the flag took a value)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if value in (None, "changed", "all"):
+            setattr(namespace, self.dest, value or self.const)
+            return
+        setattr(namespace, self.dest, self.const)
+        setattr(namespace, "retry_source", value)
+
+
 def _ingest_parser(sub) -> None:
     p = _sub(sub, "ingest", "Embed FITS/PNG/JPEG cut-outs (or catalogue cut-outs from mosaics) into a store.", INGEST_EXAMPLE)
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="files, folders (walked recursively) or glob patterns")
     _model_args(p, "default: the store's model, else google/siglip2-base-patch16-224")
-    p.add_argument("--catalog", metavar="CSV", help="a catalogue with columns name, ra, dec (degrees)")
+    p.add_argument("--catalog", metavar="FILE", help="a catalogue of positions: CSV, ECSV, VOTable or FITS table")
+    p.add_argument("--ra-col", metavar="COLUMN", help="the catalogue's RA column (default: found by name or UCD)")
+    p.add_argument("--dec-col", metavar="COLUMN", help="the catalogue's Dec column (default: found by name or UCD)")
+    p.add_argument("--name-col", metavar="COLUMN", help="the catalogue's name column (default: name, id, ... or row<N>)")
     p.add_argument("--mosaic", nargs="+", default=[], metavar="FITS", help="mosaics to cut the catalogue's sources from")
     p.add_argument("--batch-size", type=int, default=64, help="sources per batch and per write (default 64)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers reading files (default: cores - 1, at most 8)")
     p.add_argument("--ann-threshold", type=int, default=100_000, metavar="N", help="build the IVF-PQ index from N sources (default 100000)")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default auto)")
-    p.add_argument("--retry-failed", action="store_true", help="retry inputs that failed in earlier runs")
+    p.add_argument("--retry-failed", nargs="?", const="changed", default=None, action=_RetryFailed, metavar="all",
+                   help="retry failed inputs whose file changed since (all: every failed input)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run's summary as JSON on stdout")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -98,13 +130,19 @@ def _classify_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
 
-def _cone(values: Sequence[str]):
+def _cone(values: Sequence[str], frame: str = "icrs"):
+    """The ``--cone RA DEC RADIUS`` of the command line (see ``radioalign.survey.sky``)."""
     from .search import Cone
+    from .sky import parse_position, parse_radius
 
     try:
-        return Cone(*(float(v) for v in values))
+        return Cone(*parse_position(values[0], values[1], frame), parse_radius(values[2]))
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--cone RA DEC RADIUS_ARCSEC: {err}") from None
+        raise argparse.ArgumentTypeError(f"--cone RA DEC RADIUS: {err}") from None
+
+
+# A Dec such as -12:36:00 or -12d36m is a value, not an option (argparse knows only -12 and -1.5).
+_NEGATIVE_VALUE = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-\d[\d.:hmsd°'\"]*$")
 
 
 def _search_parser(sub) -> None:
@@ -113,9 +151,12 @@ def _search_parser(sub) -> None:
     query.add_argument("--text", help="a description, e.g. 'bent-tail radio galaxy with a bright core'")
     query.add_argument("--like", metavar="ID|NAME|FILE", help="a source in the store (id or name) or an image file")
     p.add_argument("-k", type=int, default=10, help="how many sources (default 10)")
-    p.add_argument("--cone", nargs=3, metavar=("RA", "DEC", "RADIUS_ARCSEC"), help="only sources within this cone (degrees, arcsec)")
+    p.add_argument("--cone", nargs=3, metavar=("RA", "DEC", "RADIUS"),
+                   help="only sources within this cone: RA, Dec in degrees or sexagesimal, radius in arcsec or with a unit")  # fmt: skip
+    p.add_argument("--frame", choices=("icrs", "galactic"), default="icrs", help="the frame of --cone's centre (default icrs)")
     p.add_argument("--format", choices=("json", "csv", "votable"), default="json", help="output format (default json)")
     _model_args(p, "default: the store's own")
+    p._negative_number_matcher = _NEGATIVE_VALUE
 
 
 def _serve_parser(sub) -> None:
@@ -136,6 +177,9 @@ def _run_ingest(args) -> int:
         model=args.model, adapter=args.adapter, catalog=args.catalog, mosaics=args.mosaic, batch_size=args.batch_size,
         ann_threshold=args.ann_threshold, retry_failed=args.retry_failed, dtype=args.dtype, progress=not args.no_progress,
     )  # fmt: skip
+    common["catalog_columns"] = {"ra": args.ra_col, "dec": args.dec_col, "name": args.name_col}
+    if getattr(args, "retry_source", None):
+        args.sources = [args.retry_source, *args.sources]
     if args.ray is not None:
         from .ray_ingest import ingest_ray
 
@@ -163,7 +207,7 @@ def _run_classify(args) -> int:
 def _run_search(args) -> int:
     from .search import search, write_results
 
-    cone = _cone(args.cone) if args.cone else None
+    cone = _cone(args.cone, args.frame) if args.cone else None
     results = search(
         args.store, text=args.text, like=args.like, k=args.k, cone=cone, model=args.model, adapter=args.adapter, device=args.device
     )
@@ -185,24 +229,91 @@ _COMMANDS = {"ingest": _run_ingest, "classify": _run_classify, "search": _run_se
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
+    # the model loader's notice about the tokenizer's padding: for notebooks and -v, not every command
+    logging.getLogger("radioalign.model").setLevel(logging.ERROR if verbosity <= 0 else logging.NOTSET)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Read by transformers and huggingface_hub when they are imported (in DataLoader workers too).
+_QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+_NOISY_MODULES = r"(transformers|tokenizers|huggingface_hub|safetensors)(\.|$)"
+
+
+def _hf_quiet(quiet: bool) -> None:
+    """Set the verbosity and progress bars of transformers (and quieten huggingface_hub's
+    bars) if loaded: the environment reaches them only at import."""
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error() if quiet else hf_logging.set_verbosity_warning()
+        hf_logging.disable_progress_bar() if quiet else hf_logging.enable_progress_bar()
+    if quiet and "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
+@contextlib.contextmanager
+def _library_noise(verbosity: int):
+    """Below -v: no warnings, notices or progress bars from the model libraries on stderr
+    (the model-loading notices about a checkpoint's token ids, 'Loading weights' bars);
+    everything is put back afterwards, for a caller of :func:`main` in the same process."""
+    if verbosity > 0:
+        yield
+        return
+    saved = {key: os.environ.get(key) for key in _QUIET_ENV}
+    for key, value in _QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=_NOISY_MODULES)
+            warnings.filterwarnings("ignore", category=FutureWarning)  # addressed to developers, not users
+            _hf_quiet(True)
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # huggingface_hub warns that its import-time setting wins
+            _hf_quiet(os.environ.get("TRANSFORMERS_VERBOSITY") == "error")
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (no traceback); its type when it has no message."""
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """The console script's entry point; returns the exit status."""
+    """The console script's entry point; returns the exit status (see the module)."""
     from .store import StoreError
 
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    prefix = f"{PROG} {args.command}: error:"
     try:
-        return _COMMANDS[args.command](args)
-    except (StoreError, FileNotFoundError, ValueError, argparse.ArgumentTypeError) as err:
-        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        with _library_noise(args.verbose):
+            return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted (what was written stays; rerun to resume)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `radioalign search ... | head`: the reader has gone, nothing to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (StoreError, OSError, ValueError, argparse.ArgumentTypeError) as err:
+        # Usage and input errors: the message says what to change (FileNotFoundError is an OSError).
+        if args.verbose >= 2:
+            traceback.print_exc()
+        print(f"{prefix} {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - a user sees one line; -vv shows the traceback
+        if args.verbose >= 2:
+            raise
+        print(f"{prefix} {type(err).__name__}: {_one_line(err)} (run with -vv for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

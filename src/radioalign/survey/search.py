@@ -33,17 +33,26 @@ FORMATS = ("json", "csv", "votable")
 
 @dataclass(frozen=True)
 class Cone:
-    """A circle on the sky: centre ``ra``, ``dec`` and ``radius_arcsec``."""
+    """A circle on the sky: centre ``ra``, ``dec`` (ICRS degrees) and ``radius_arcsec``.
+
+    Checked here, before any of it reaches a SQL filter: RA in [0, 360], Dec in
+    [-90, 90], a positive finite radius (``radioalign.survey.sky`` parses the forms
+    people type: sexagesimal, galactic, radii with units)."""
 
     ra: float
     dec: float
     radius_arcsec: float
 
     def __post_init__(self):
+        for name, value in (("RA", self.ra), ("Dec", self.dec), ("radius", self.radius_arcsec)):
+            if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+                raise ValueError(f"cone {name} must be a finite number, not {value!r}")
+        if not 0.0 <= self.ra <= 360.0:
+            raise ValueError(f"cone RA must lie in [0, 360] degrees, not {self.ra:g}")
         if not -90.0 <= self.dec <= 90.0:
-            raise ValueError(f"cone Dec must lie in [-90, 90], not {self.dec}")
+            raise ValueError(f"cone Dec must lie in [-90, 90] degrees, not {self.dec:g}")
         if not self.radius_arcsec > 0:
-            raise ValueError(f"cone radius must be positive, not {self.radius_arcsec}")
+            raise ValueError(f"cone radius must be positive, not {self.radius_arcsec:g} arcsec")
 
 
 def separation_arcsec(ra1, dec1, ra2, dec2) -> np.ndarray:
@@ -133,12 +142,23 @@ def stored_vector(store: Store, key: str) -> np.ndarray | None:
     return None
 
 
-def file_vector(encoder, path: str | os.PathLike) -> np.ndarray:
-    """The image vector of a FITS/PNG/JPEG file, preprocessed as at ingest."""
+def file_image(path: str | os.PathLike) -> np.ndarray:
+    """The model input of a FITS/PNG/JPEG file, preprocessed as at ingest; a file that
+    cannot be read or preprocessed raises ``ValueError`` saying why, in one line."""
     from .images import model_image
     from .readers import read_file
 
-    image, _ = model_image(read_file(path))
+    try:
+        image, _ = model_image(read_file(path))
+    except Exception as err:  # noqa: BLE001 - astropy and PIL fail in many ways on a bad file
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ValueError(f"{path} cannot be read as an image (FITS, PNG, JPEG): {reason}") from err
+    return image
+
+
+def file_vector(encoder, path: str | os.PathLike, image: np.ndarray | None = None) -> np.ndarray:
+    """The image vector of a FITS/PNG/JPEG file (or of its ``image`` from :func:`file_image`)."""
+    image = file_image(path) if image is None else image
     return encoder.images(image[None])[0]
 
 
@@ -169,12 +189,13 @@ def search(
     vector = stored_vector(store, str(like)) if like is not None else None
     if vector is None and like is not None and not Path(like).is_file():
         raise StoreError(f"{like!r} is neither a source id or name in {store.path} nor an image file")
+    image = file_image(like) if vector is None and like is not None else None  # a bad file fails before the model loads
     if vector is None or encoder is not None or model is not None or adapter is not None:
         # a model is needed for a text or a file, and a model the caller names must be the store's
         encoder = encoder or encoder_for_store(store.meta(), model, adapter, device=device)
         store.check_model(encoder.fingerprint, "query")
     if vector is None:
-        vector = encoder.texts([text])[0] if text is not None else file_vector(encoder, like)
+        vector = encoder.texts([text])[0] if text is not None else file_vector(encoder, like, image)
     return nearest(store, vector, k, cone)
 
 

@@ -17,30 +17,38 @@ sources were labelled with the page's prompt set (``radioalign classify``).
 
 The model is loaded once, at start-up, and must be the store's own (its fingerprint is
 checked then, as by every other subcommand).
+
+Uploads are hostile until read: they stream into memory under caps on the bytes sent,
+the bytes a gzip file inflates to and the pixels declared (``uploads.py``; 413 past
+any of them). Every error body's ``detail`` is a fixed sentence chosen here: never a
+server path, the store's path or an exception's text (those go to the server's log).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at
-# run time, and UploadFile is imported inside create_app.
+# run time, and Request is imported inside create_app.
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .search import RESULT_FIELDS, Cone, file_vector, nearest, stored_vector
+from .search import RESULT_FIELDS, Cone, nearest, stored_vector
 from .store import SOURCES, Store, StoreError, open_store, quote
+from .uploads import Refused, model_input, read_upload
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 RECORD_FIELDS = RESULT_FIELDS + ("label", "probability")
 MAX_K = 200
-MAX_UPLOAD_BYTES = 64 * 2**20
+QUERY_FIELDS = ("text", "like", "k", "ra", "dec", "radius")
+SERVER_FAILED = "the server could not answer this query (its log says why)"
+STORE_FAILED = "the store cannot answer this query (the server's log says why)"
 
 
-class QueryError(ValueError):
-    """A query the page cannot answer (an unknown source, an unreadable image ...)."""
+class QueryError(Refused):
+    """A query the page cannot answer (an unknown source, an empty text ...): 400, with
+    a fixed sentence for the client."""
 
 
 @dataclass
@@ -69,24 +77,15 @@ class SearchService:
     def like(self, key: str, k: int = 10, cone: Cone | None = None) -> list[dict]:
         vector = stored_vector(self.store, key)
         if vector is None:
-            raise QueryError(f"no source with id or name {key!r} in the store")
+            raise QueryError("no source with that id or name in the store")
         return self.labelled(nearest(self.store, vector, k, cone))
 
-    def image(self, data: bytes, filename: str, k: int = 10, cone: Cone | None = None) -> list[dict]:
-        """The neighbours of an uploaded image, read and preprocessed as at ingest."""
-        from .readers import file_kind
-
-        if file_kind(filename) is None:
-            raise QueryError(f"{filename!r}: upload a FITS, PNG or JPEG file")
-        suffix = "".join(Path(filename).suffixes[-2:]) if filename.lower().endswith(".gz") else Path(filename).suffix
-        with tempfile.TemporaryDirectory(prefix="radioalign-query-") as tmp:
-            path = Path(tmp) / f"query{suffix.lower()}"
-            path.write_bytes(data)
-            try:
-                with self.lock:
-                    vector = file_vector(self.encoder, path)
-            except (ValueError, OSError) as err:  # BadImageError is a ValueError
-                raise QueryError(f"{filename!r} cannot be read as an image: {err}") from None
+    def image(self, data: bytes | bytearray, filename: str, k: int = 10, cone: Cone | None = None) -> list[dict]:
+        """The neighbours of an uploaded image (its bytes, in memory), read and
+        preprocessed as at ingest within the upload caps (:func:`.uploads.model_input`)."""
+        image = model_input(data, filename)
+        with self.lock:
+            vector = self.encoder.images(image[None])[0]
         return self.labelled(nearest(self.store, vector, k, cone))
 
     # -- what the page shows ------------------------------------------------
@@ -106,11 +105,17 @@ class SearchService:
         return rows[0]["thumbnail"] if rows else None
 
     def info(self) -> dict:
+        """What the page shows of the store: its folder's name, never its full path."""
         meta = self.store.meta()
         return {
-            "store": str(self.store.path), "sources": self.store.count(SOURCES), "model": meta.get("model"),
-            "adapter": meta.get("adapter") or None, "prompts": self.prompts, "indexed": self.store.has_vector_index(),
+            "store": self.store.path.name, "sources": self.store.count(SOURCES), "model": shown(meta.get("model")),
+            "adapter": shown(meta.get("adapter")), "prompts": self.prompts, "indexed": self.store.has_vector_index(),
         }  # fmt: skip
+
+
+def shown(value: str | None) -> str | None:
+    """A model or adapter as the page may show it: a hub id as is, a folder by its name."""
+    return (Path(value).name if os.path.isabs(value) else value) if value else None
 
 
 def parse_cone(ra: float | None, dec: float | None, radius: float | None) -> Cone | None:
@@ -120,52 +125,56 @@ def parse_cone(ra: float | None, dec: float | None, radius: float | None) -> Con
         return None
     if not all(given):
         raise QueryError("a cone needs ra, dec and radius (arcsec)")
-    return Cone(ra, dec, radius)
+    try:
+        return Cone(ra, dec, radius)
+    except ValueError as err:  # Cone's own sentence (NaN, out of range): the numbers given, nothing else
+        raise QueryError(str(err)) from None
+
+
+def form_query(fields: dict[str, str]) -> tuple[int, Cone | None]:
+    """``k`` and the cone of an upload form's text fields, checked as the GET query's are."""
+    try:
+        k = int(fields.get("k") or 10)
+        ra, dec, radius = (float(fields[n]) if fields.get(n, "").strip() else None for n in ("ra", "dec", "radius"))
+    except ValueError:
+        raise QueryError("k must be an integer, and ra, dec and radius numbers") from None
+    if not 1 <= k <= MAX_K:
+        raise QueryError(f"k must lie between 1 and {MAX_K}")
+    return k, parse_cone(ra, dec, radius)
 
 
 def create_app(service: SearchService):
     """The FastAPI application of the page and its API."""
-    from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
+    from fastapi import FastAPI, HTTPException, Query, Request
     from fastapi.responses import FileResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="radioalign search", docs_url=None, redoc_url=None)
     app.state.service = service
+    add_error_handlers(app)
     K = Query(10, ge=1, le=MAX_K)
-
-    def answer(run):
-        try:
-            return run()
-        except (QueryError, ValueError) as err:  # a bad cone is a ValueError too
-            raise HTTPException(status_code=400, detail=str(err)) from None
-        except StoreError as err:
-            raise HTTPException(status_code=409, detail=str(err)) from None
 
     @app.get("/api/search")
     def search_get(text: str | None = None, like: str | None = None, k: int = K,
                    ra: float | None = None, dec: float | None = None, radius: float | None = None):  # fmt: skip
         if (text is None) == (like is None):
-            raise HTTPException(status_code=400, detail="give exactly one of text= or like=")
-
-        def run():
-            cone = parse_cone(ra, dec, radius)
-            return service.text(text, k, cone) if text is not None else service.like(like, k, cone)
-
-        return answer(run)
+            raise QueryError("give exactly one of text= or like=")
+        cone = parse_cone(ra, dec, radius)
+        return service.text(text, k, cone) if text is not None else service.like(like, k, cone)
 
     @app.post("/api/search")
-    def search_post(image: UploadFile = File(...), k: int = Form(10, ge=1, le=MAX_K), ra: float | None = Form(None),
-                    dec: float | None = Form(None), radius: float | None = Form(None)):  # fmt: skip
-        data = image.file.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise HTTPException(status_code=413, detail=f"images up to {MAX_UPLOAD_BYTES // 2**20} MiB")
-        return answer(lambda: service.image(data, image.filename or "upload", k, parse_cone(ra, dec, radius)))
+    async def search_post(request: Request):
+        # The form is read here, not by FastAPI: Starlette would spool the file to disk unbounded.
+        upload = await read_upload(request)
+        k, cone = form_query(upload.fields)
+        return await run_in_threadpool(service.image, upload.data, upload.filename, k, cone)
 
     @app.get("/api/thumb/{source_id}")
     def thumb(source_id: str):
         png = service.thumbnail(source_id)
         if png is None:
-            raise HTTPException(status_code=404, detail=f"no source {source_id!r}")
+            raise HTTPException(status_code=404, detail="no source with that id in the store")
         return Response(content=png, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/api/info")
@@ -178,6 +187,36 @@ def create_app(service: SearchService):
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def add_error_handlers(app) -> None:
+    """Error bodies the server chooses: a refusal's own fixed sentence (400, 413), a
+    generic one for a store that fails (409) or anything unforeseen (500), the names of
+    the parameters FastAPI could not parse (422). The real error goes to the log."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    def refused(request, err: Refused):
+        return JSONResponse({"detail": err.detail}, status_code=err.status)
+
+    def store_failed(request, err: StoreError):
+        log.error("%s %s: %s", request.method, request.url.path, err)
+        return JSONResponse({"detail": STORE_FAILED}, status_code=409)
+
+    def invalid(request, err: RequestValidationError):
+        names = sorted({str(e["loc"][-1]) for e in err.errors() if e.get("loc")} & set(QUERY_FIELDS))
+        detail = f"invalid query parameter: {', '.join(names)}" if names else "invalid query"
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    def failed(request, err: Exception):
+        # Starlette re-raises the error after this answer, so the server logs its traceback too.
+        log.error("%s %s failed: %r", request.method, request.url.path, err)
+        return JSONResponse({"detail": SERVER_FAILED}, status_code=500)
+
+    app.add_exception_handler(Refused, refused)
+    app.add_exception_handler(StoreError, store_failed)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, failed)
 
 
 def load_service(store: str | os.PathLike, *, model=None, adapter=None, device=None, prompts: str = "fr") -> SearchService:

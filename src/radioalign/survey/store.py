@@ -170,6 +170,7 @@ class Store:
         self.db = lancedb.connect(str(self.path), read_consistency_interval=_dt.timedelta(0))
         self._tables: dict = {}
         self._lock_depth = 0
+        self._waited = False
 
     @contextlib.contextmanager
     def writing(self):
@@ -190,8 +191,10 @@ class Store:
         with open(self.path / LOCK_FILE, "a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.warning("waiting for another process writing to the store at %s", self.path)
+            except BlockingIOError:  # said once per store object: a concurrent ingest waits at every batch
+                log.log(logging.DEBUG if self._waited else logging.WARNING,
+                        "waiting for another process writing to the store at %s", self.path)  # fmt: skip
+                self._waited = True
                 fcntl.flock(handle, fcntl.LOCK_EX)
             self._lock_depth = 1
             try:

@@ -54,7 +54,8 @@ def parse_prompts(mapping, origin: str = "prompts") -> dict[str, list[str]]:
 
 def load_prompts(spec: str | os.PathLike = "fr") -> tuple[str, dict[str, list[str]]]:
     """``(name, prompts)``: a built-in set (``"fr"``) or a YAML file of ``class: [prompts]``
-    (named after the file's stem)."""
+    (named after the file's stem). A file that is not valid YAML raises ``ValueError``
+    naming the file and the line, e.g. ``prompts.yaml line 3: mapping values are not allowed here``."""
     if str(spec) in BUILTIN:
         return str(spec), BUILTIN[str(spec)]
     path = Path(spec).expanduser()
@@ -62,7 +63,16 @@ def load_prompts(spec: str | os.PathLike = "fr") -> tuple[str, dict[str, list[st
         raise FileNotFoundError(f"prompt set {spec!r} is neither built in ({', '.join(BUILTIN)}) nor a YAML file")
     import yaml
 
-    return path.stem, parse_prompts(yaml.safe_load(path.read_text()), str(path))
+    try:
+        mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{spec}: not a UTF-8 text file (a prompt set is YAML)") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ValueError(f"{spec}{where}: {problem}") from None
+    return path.stem, parse_prompts(mapping, str(spec))
 
 
 def prompt_table(prompts: dict[str, list[str]]) -> tuple[list[str], list[str], np.ndarray]:
