@@ -184,6 +184,31 @@ def test_api_refuses_bad_queries(server):
         assert json.loads(info.value.read())["detail"]
 
 
+def test_api_cone_takes_sexagesimal_positions_and_radius_units(server):
+    from urllib.parse import urlencode
+
+    from astropy.coordinates import SkyCoord
+
+    base = server["base"]
+    placed = [r for r in get_json(f"{base}/api/search?text=radio%20galaxy&k=50") if r["ra"] is not None]
+    assert placed, "the README's cut-outs carry a WCS"
+    target = SkyCoord(placed[0]["ra"], placed[0]["dec"], unit="deg")
+    ra, dec = target.to_string("hmsdms", sep=":", precision=2).split()
+    degrees = get_json(f"{base}/api/search?" + urlencode(
+        {"text": "radio galaxy", "ra": target.ra.deg, "dec": target.dec.deg, "radius": 60, "k": 50}))  # fmt: skip
+    sexagesimal = get_json(f"{base}/api/search?" + urlencode(
+        {"text": "radio galaxy", "ra": ra, "dec": dec, "radius": "1arcmin", "k": 50}))  # fmt: skip
+    assert placed[0]["id"] in [r["id"] for r in sexagesimal]
+    assert [r["id"] for r in sexagesimal] == [r["id"] for r in degrees]
+    g = target.galactic
+    galactic = get_json(f"{base}/api/search?" + urlencode(
+        {"text": "radio galaxy", "ra": g.l.deg, "dec": g.b.deg, "radius": "1arcmin", "frame": "galactic", "k": 50}))  # fmt: skip
+    assert [r["id"] for r in galactic] == [r["id"] for r in degrees]
+    with pytest.raises(urllib.error.HTTPError) as info:
+        get(f"{base}/api/search?" + urlencode({"text": "a", "ra": "12:99:00", "dec": "1", "radius": "1arcmin"}))
+    assert info.value.code == 400 and "dec >=" not in json.loads(info.value.read())["detail"]
+
+
 def test_api_search_by_uploaded_fits_finds_that_source(server):
     import requests
 

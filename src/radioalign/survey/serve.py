@@ -10,7 +10,9 @@ score and zero-shot label, each with a "more like this" button.
 ``GET  /api/thumb/{id}``                  the source's thumbnail (PNG bytes from the store)
 ``GET  /api/info``                        the store: sources, model, prompt set
 
-Every search also takes a cone (``ra``, ``dec``, ``radius`` in degrees, degrees, arcsec).
+Every search also takes a cone: ``ra``, ``dec`` in degrees or sexagesimal
+(``12:34:56.7``, ``+12d34m56s``; ``frame=galactic`` for l, b) and ``radius`` in arcsec
+or with a unit (``10arcmin``, ``0.1deg``).
 A result is the record of ``radioalign search`` (``id, name, ra, dec, score, source``)
 plus ``label`` and ``probability`` (the label's SigLIP probability) when the store's
 sources were labelled with the page's prompt set (``radioalign classify``).
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 RECORD_FIELDS = RESULT_FIELDS + ("label", "probability")
 MAX_K = 200
-QUERY_FIELDS = ("text", "like", "k", "ra", "dec", "radius")
+QUERY_FIELDS = ("text", "like", "k", "ra", "dec", "radius", "frame")
 SERVER_FAILED = "the server could not answer this query (its log says why)"
 STORE_FAILED = "the store cannot answer this query (the server's log says why)"
 
@@ -118,29 +120,31 @@ def shown(value: str | None) -> str | None:
     return (Path(value).name if os.path.isabs(value) else value) if value else None
 
 
-def parse_cone(ra: float | None, dec: float | None, radius: float | None) -> Cone | None:
-    """A cone from the query's ``ra``, ``dec``, ``radius`` (all three, or none)."""
-    given = [v is not None for v in (ra, dec, radius)]
+def parse_cone(ra: str | None, dec: str | None, radius: str | None, frame: str = "icrs") -> Cone | None:
+    """A cone from the query's ``ra``, ``dec`` (degrees or sexagesimal, as typed) and
+    ``radius`` (arcsec, or with a unit: ``10arcmin``); all three, or none."""
+    from .sky import parse_position, parse_radius
+
+    given = [v is not None and str(v).strip() != "" for v in (ra, dec, radius)]
     if not any(given):
         return None
     if not all(given):
         raise QueryError("a cone needs ra, dec and radius (arcsec)")
     try:
-        return Cone(ra, dec, radius)
-    except ValueError as err:  # Cone's own sentence (NaN, out of range): the numbers given, nothing else
-        raise QueryError(str(err)) from None
+        return Cone(*parse_position(ra, dec, frame), parse_radius(radius))
+    except ValueError as err:  # the parser's own sentence: the values given, nothing else
+        raise QueryError(" ".join(str(err).split())[:200]) from None
 
 
 def form_query(fields: dict[str, str]) -> tuple[int, Cone | None]:
     """``k`` and the cone of an upload form's text fields, checked as the GET query's are."""
     try:
         k = int(fields.get("k") or 10)
-        ra, dec, radius = (float(fields[n]) if fields.get(n, "").strip() else None for n in ("ra", "dec", "radius"))
     except ValueError:
-        raise QueryError("k must be an integer, and ra, dec and radius numbers") from None
+        raise QueryError("k must be an integer") from None
     if not 1 <= k <= MAX_K:
         raise QueryError(f"k must lie between 1 and {MAX_K}")
-    return k, parse_cone(ra, dec, radius)
+    return k, parse_cone(*(fields.get(n) for n in ("ra", "dec", "radius")), fields.get("frame") or "icrs")
 
 
 def create_app(service: SearchService):
@@ -157,10 +161,10 @@ def create_app(service: SearchService):
 
     @app.get("/api/search")
     def search_get(text: str | None = None, like: str | None = None, k: int = K,
-                   ra: float | None = None, dec: float | None = None, radius: float | None = None):  # fmt: skip
+                   ra: str | None = None, dec: str | None = None, radius: str | None = None, frame: str = "icrs"):  # fmt: skip
         if (text is None) == (like is None):
             raise QueryError("give exactly one of text= or like=")
-        cone = parse_cone(ra, dec, radius)
+        cone = parse_cone(ra, dec, radius, frame)
         return service.text(text, k, cone) if text is not None else service.like(like, k, cone)
 
     @app.post("/api/search")
