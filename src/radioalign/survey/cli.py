@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Usage and input errors: the message says what to change (FileNotFoundError is an OSError).
         if args.verbose >= 2:
             traceback.print_exc()
-        print(f"{prefix} {err}", file=sys.stderr)
+        print(f"{prefix} {_one_line(err)}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - a user sees one line; -vv shows the traceback
         if args.verbose >= 2:

@@ -1,0 +1,102 @@
+"""Tables as the Virtual Observatory expects them: UCDs, units and descriptions on every
+column the survey tool writes (search results, store exports, the cone-search endpoint).
+
+One registry (:data:`COLUMNS`) says what each column means; :func:`describe` puts it on
+an ``astropy.table.Table``, and :func:`votable_bytes` writes a VOTable that
+``astropy.io.votable.parse(..., verify="exception")`` accepts. The UCDs (IVOA UCD1+):
+
+=================  =========================  =====  ====================================
+column             UCD                        unit   meaning
+=================  =========================  =====  ====================================
+``id``             ``meta.id;meta.main``             the source's id (a hash of its pixels)
+``name``           ``meta.id``                       the file or catalogue name
+``ra``, ``dec``    ``pos.eq.ra;meta.main`` …  deg    ICRS position of the cut-out's centre
+``score``          ``stat.correlation``              cosine similarity to the query
+``label``          ``src.class``                     the zero-shot (or probe) class
+``probability``    ``stat.probability``              the label's probability
+``p_<class>``      ``stat.probability``              the probability of each class
+``source``         ``meta.ref``                      the last path seen (or catalogue#name)
+``created_at``     ``time.processing``               when the source was ingested (UTC)
+=================  =========================  =====  ====================================
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Iterable
+
+# column -> (UCD, unit or None, description)
+COLUMNS: dict[str, tuple[str, str | None, str]] = {
+    "id": ("meta.id;meta.main", None, "source id: a hash of the cut-out's pixels and WCS"),
+    "name": ("meta.id", None, "source name (file name or catalogue name)"),
+    "ra": ("pos.eq.ra;meta.main", "deg", "right ascension of the cut-out centre (ICRS)"),
+    "dec": ("pos.eq.dec;meta.main", "deg", "declination of the cut-out centre (ICRS)"),
+    "score": ("stat.correlation", None, "cosine similarity between the query and the source's image embedding"),
+    "label": ("src.class", None, "predicted class (zero-shot)"),
+    "probability": ("stat.probability", None, "probability of the predicted class"),
+    "source": ("meta.ref", None, "where the source was read from: the last path seen, or catalogue#name"),
+    "created_at": ("time.processing", None, "when the source was ingested (UTC, ISO 8601)"),
+}
+PROBABILITY_PREFIX = "p_"
+
+
+def probability_column(cls: str) -> str:
+    """The column of class ``cls``'s probability: ``p_`` and the class with every run of
+    characters other than letters, digits and ``_`` made ``_`` (``FR-I`` -> ``p_FR_I``),
+    so that it is a valid VOTable/FITS/SQL name."""
+    return PROBABILITY_PREFIX + re.sub(r"\W+", "_", str(cls)).strip("_")
+
+
+def describe(table, classes: Iterable[str] = ()) -> object:
+    """Put :data:`COLUMNS`'s UCDs, units and descriptions on ``table``'s columns (in
+    place) and return it; ``classes`` names the ``p_<class>`` columns' classes."""
+    import astropy.units as u
+
+    known = dict(COLUMNS)
+    for cls in classes:
+        known[probability_column(cls)] = ("stat.probability", None, f"probability of class {cls}")
+    for name in table.colnames:
+        if name in known:
+            ucd, unit, text = known[name]
+            column = table[name]
+            column.meta["ucd"] = ucd
+            column.description = text
+            if unit is not None:
+                column.unit = u.Unit(unit)
+    return table
+
+
+def votable_bytes(table, *, resource_name: str = "radioalign", infos: dict[str, str] | None = None) -> bytes:
+    """``table`` as VOTable 1.4 bytes (TABLEDATA), with its columns' UCDs as FIELD
+    ``ucd`` attributes and ``infos`` as ``INFO`` elements of the resource."""
+    from astropy.io.votable import from_table
+    from astropy.io.votable.tree import Info
+
+    votable = from_table(table)
+    votable.version = "1.4"
+    resource = votable.resources[0]
+    resource.name = resource_name
+    for field in resource.tables[0].fields:
+        ucd = table[field.name].meta.get("ucd")
+        if ucd:
+            field.ucd = ucd
+    for key, value in (infos or {}).items():
+        resource.infos.append(Info(name=key, value=str(value)))
+    buf = io.BytesIO()
+    votable.to_xml(buf, tabledata_format="tabledata")
+    return buf.getvalue()
+
+
+def error_votable(message: str) -> bytes:
+    """A VOTable that reports an error as Simple Cone Search 1.03 asks (an ``INFO`` named
+    ``Error``) and as DALI does (``QUERY_STATUS`` = ``ERROR``), with no table."""
+    from xml.sax.saxutils import quoteattr
+
+    text = quoteattr(" ".join(str(message).split())[:300])
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">\n'
+        f' <RESOURCE type="results">\n  <INFO name="QUERY_STATUS" value="ERROR">{text[1:-1]}</INFO>\n'
+        f'  <INFO name="Error" value={text}/>\n </RESOURCE>\n</VOTABLE>\n'
+    ).encode("utf-8")
