@@ -187,3 +187,18 @@ def test_a_fits_without_celestial_wcs_is_shown_as_fits_viewers_show_it(tmp_path)
     item = read_task(next(file_tasks([tmp_path / "nowcs.fits"])))
     assert item.ra is None and "orientation unknown" in item.preprocessing
     assert np.array_equal(item.image, images.mirabest_recipe(display))
+
+
+@pytest.mark.parametrize("system", ["ICRS", "FK5", "GALACTIC"])
+def test_the_fast_orientation_path_agrees_with_astropy_skycoord(system):
+    w = rotated_wcs(30.0, N)
+    if system == "GALACTIC":
+        w.wcs.ctype = ["GLON-TAN", "GLAT-TAN"]
+    else:
+        w.wcs.radesys = system
+    w.wcs.set()
+    h = (N - 1) / 2.0
+    points = w.pixel_to_world(np.array([h, h, h + 1]), np.array([h, h + 1, h])).icrs
+    east, north = points[0].spherical_offsets_to(points[1:])
+    expected = np.stack([east.arcsec, north.arcsec], axis=1)
+    assert np.allclose(images.sky_steps(w, (N, N)), expected, atol=1e-5)  # 10 micro-arcsec on a 1.8 arcsec step

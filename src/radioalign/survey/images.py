@@ -163,10 +163,25 @@ def sky_steps(wcs, shape: tuple[int, int]) -> np.ndarray:
     result is ``(east, north)`` for a step of +1 along numpy axis ``a`` (0: rows, the
     FITS y axis; 1: columns, x). Offsets are in ICRS, so a galactic WCS counts as rotated."""
     h, w = shape
-    x, y = (w - 1) / 2.0, (h - 1) / 2.0
-    points = wcs.pixel_to_world(np.array([x, x, x + 1.0]), np.array([y, y + 1.0, y])).icrs
+    x, y = np.array([(w - 1) / 2.0] * 2 + [(w + 1) / 2.0]), np.array([(h - 1) / 2.0, (h + 1) / 2.0, (h - 1) / 2.0])
+    if _equatorial_j2000(wcs):  # the common case, in plain numpy (the SkyCoord path costs ms per image)
+        ra, dec = wcs.all_pix2world(x, y, 0)
+        east = (((ra[1:] - ra[0]) + 180.0) % 360.0 - 180.0) * np.cos(np.radians(dec[0])) * 3600.0
+        return np.stack([east, (dec[1:] - dec[0]) * 3600.0], axis=1)
+    points = wcs.pixel_to_world(x, y).icrs
     east, north = points[0].spherical_offsets_to(points[1:])
     return np.stack([east.arcsec, north.arcsec], axis=1)
+
+
+def _equatorial_j2000(wcs) -> bool:
+    """RA/Dec axes in ICRS or FK5 J2000 (the two differ by tens of milliarcsec, nothing
+    to an orientation)."""
+    core = wcs.wcs
+    if core.lngtyp != "RA" or core.lattyp != "DEC":
+        return False
+    system = (core.radesys or "").strip().upper()
+    equinox = core.equinox
+    return system == "ICRS" or (system in ("FK5", "") and (np.isnan(equinox) or equinox == 2000.0))
 
 
 def exact_orientation(steps: np.ndarray) -> tuple[bool, bool, bool] | None:

@@ -84,6 +84,17 @@ def _first_image(hdul) -> tuple[np.ndarray, object, list[str]]:
     raise BadImageError(f"no 2-D image HDU (image shapes found: {found})")
 
 
+def icrs_centre(wcs, shape: tuple[int, int]) -> tuple[float, float]:
+    """ICRS ``(ra, dec)`` in degrees of the centre of an image of ``shape`` (numpy order)."""
+    x, y = (shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0
+    core = wcs.wcs
+    if core.lngtyp == "RA" and ((core.radesys or "").upper() == "ICRS" or (not core.radesys and np.isnan(core.equinox))):
+        ra, dec = wcs.all_pix2world(x, y, 0)  # already ICRS: no SkyCoord (milliseconds per image)
+        return float(ra) % 360.0, float(dec)
+    centre = wcs.pixel_to_world(x, y).icrs
+    return float(centre.ra.deg), float(centre.dec.deg)
+
+
 def read_fits(path: str | Path) -> Picture:
     """The first 2-D image of a FITS file, with its celestial WCS and centre coordinates.
 
@@ -110,8 +121,7 @@ def read_fits(path: str | Path) -> Picture:
         raise BadImageError("all pixels are NaN or infinite")
     ra = dec = None
     if wcs is not None:
-        centre = wcs.pixel_to_world((data.shape[1] - 1) / 2.0, (data.shape[0] - 1) / 2.0)
-        ra, dec = float(centre.icrs.ra.deg), float(centre.icrs.dec.deg)
+        ra, dec = icrs_centre(wcs, data.shape)
     else:
         notes.append("no celestial WCS")
     return Picture(data=data, wcs=wcs, ra=ra, dec=dec, notes=tuple(notes), fits=True)
