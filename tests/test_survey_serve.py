@@ -147,7 +147,7 @@ def server(readme_run, env):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"the server did not start:\n{(readme_run['home'] / 'serve.log').read_text()[-3000:]}")
                 time.sleep(0.3)
-        yield {"base": base, "info": info, "pid": proc.pid, **readme_run}
+        yield {"base": base, "info": info, "pid": proc.pid, "env": env, **readme_run}
     finally:
         proc.terminate()
         try:
@@ -522,3 +522,507 @@ def test_the_page_searches_by_an_uploaded_image(server, browser):
                            f"document.getElementById('status').textContent.includes('{name}.fits')")
     assert card_names(page)[0] == name
     page.close()
+
+
+# ---------------------------------------------------------------------------
+# The Virtual Observatory: Simple Cone Search, exports, the upload token
+
+# The README's cut-outs lie at RA 0, 15, ... 120 deg, Dec -30, -28, ... -14 deg: a cone of
+# 20 deg around J0004 holds J0003, J0004 and J0005, and no other.
+CONE = (60.0, -22.0, 20.0)
+
+
+def scs_table(body: bytes):
+    """A cone search's answer, parsed strictly: its first table and its resource's INFOs."""
+    from astropy.io.votable import parse
+
+    votable = parse(io.BytesIO(body), verify="exception")
+    resource = votable.resources[0]
+    return resource.tables[0], {i.name: i.value for i in resource.infos}
+
+
+def cli_cone_ids(server, ra: float, dec: float, radius_deg: float) -> set[str]:
+    """``radioalign search --cone`` with a k past the store's size: every source in the cone."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        mp.setenv("RADIOALIGN_MODELS_DIR", server["env"]["RADIOALIGN_MODELS_DIR"])
+        code = main(["search", "--store", str(server["store"]), "--text", "a radio galaxy", "--cone", str(ra), str(dec),
+                     f"{radius_deg}deg", "-k", "1000"])  # fmt: skip
+    assert code == 0, err.getvalue()
+    return {r["id"] for r in json.loads(out.getvalue())}
+
+
+@pytest.mark.parametrize("cone", [CONE, (60.0, -22.0, 0.01), (30.0, -26.0, 35.0), (200.0, 40.0, 1.0)])
+def test_pyvo_cone_search_gets_the_sources_of_search_cone(server, cone):
+    pyvo = pytest.importorskip("pyvo")
+    from astropy.coordinates import SkyCoord
+
+    ra, dec, radius = cone
+    results = pyvo.dal.SCSService(f"{server['base']}/scs").search(pos=(ra, dec), radius=radius)
+    ids = [str(i) for i in results["id"]]
+    assert set(ids) == cli_cone_ids(server, ra, dec, radius), "the cone search and `radioalign search --cone` agree"
+    assert len(ids) == len(set(ids)) and len(ids) < len(server["names"])
+    if cone == CONE:
+        assert sorted(str(n) for n in results["name"]) == ["J0003", "J0004", "J0005"]
+    table = results.to_table()
+    centre = SkyCoord(ra, dec, unit="deg")
+    exact = centre.separation(SkyCoord(table["ra"], table["dec"], unit="deg")).deg
+    assert np.allclose(table["distance"], exact, atol=1e-9) and list(table["distance"]) == sorted(table["distance"])
+    assert all(d <= radius + 1e-9 for d in exact)
+    ucds = {field.name: field.ucd for field in results.fielddescs}
+    assert ucds == {"id": "meta.id;meta.main", "name": "meta.id", "ra": "pos.eq.ra;meta.main", "dec": "pos.eq.dec;meta.main",
+                    "distance": "pos.angDistance", "label": "src.class", "probability": "stat.probability"}  # fmt: skip
+    assert str(table["ra"].unit) == "deg" and str(table["distance"].unit) == "deg"
+    assert set(str(v) for v in table["label"]) <= {"FR-I", "FR-II"}
+
+
+def test_cone_search_verbosity_metadata_overflow_and_case(server):
+    from urllib.parse import urlencode
+
+    base = f"{server['base']}/scs?"
+    ra, dec, sr = CONE
+    kind, body = get(base + urlencode({"RA": ra, "DEC": dec, "SR": sr}))
+    assert kind == "text/xml"
+    table, infos = scs_table(body)
+    assert infos["QUERY_STATUS"] == "OK" and len(table.array) == 3
+    assert [f.name for f in table.fields] == ["id", "name", "ra", "dec", "distance", "label", "probability"]
+    lower = scs_table(get(base + urlencode({"ra": ra, "Dec": dec, "sr": sr}))[1])[0]
+    assert list(lower.array["id"]) == list(table.array["id"]), "parameter names are case-insensitive"
+
+    terse = scs_table(get(base + urlencode({"RA": ra, "DEC": dec, "SR": sr, "VERB": 1}))[1])[0]
+    assert [f.name for f in terse.fields] == ["id", "ra", "dec", "distance"]
+    full = scs_table(get(base + urlencode({"RA": ra, "DEC": dec, "SR": sr, "VERB": 3}))[1])[0]
+    names = [f.name for f in full.fields]
+    assert {"p_FR_I", "p_FR_II", "source", "created_at"} <= set(names)
+    for row in full.array:
+        assert row["probability"] == pytest.approx(max(row["p_FR_I"], row["p_FR_II"]), abs=1e-6)
+    assert {f.name: f.ucd for f in full.fields}["p_FR_I"] == "stat.probability"
+
+    meta, infos = scs_table(get(base + urlencode({"RA": ra, "DEC": dec, "SR": 0}))[1])
+    assert len(meta.array) == 0 and [f.name for f in meta.fields] == [f.name for f in table.fields], "SR=0: the FIELDs only"
+    assert {f.name: f.ucd for f in meta.fields}["id"] == "meta.id;meta.main"
+
+    capped, infos = scs_table(get(base + urlencode({"RA": ra, "DEC": dec, "SR": sr, "MAXREC": 2}))[1])
+    assert infos["QUERY_STATUS"] == "OVERFLOW" and list(capped.array["id"]) == list(table.array["id"][:2])
+    whole = scs_table(get(base + urlencode({"RA": 0, "DEC": 90, "SR": 180}))[1])[0]
+    placed = [r for r in get_json(f"{server['base']}/api/search?text=a&k=50") if r["ra"] is not None]
+    assert sorted(whole.array["id"]) == sorted(r["id"] for r in placed), "SR=180: the whole sky"
+
+
+@pytest.mark.parametrize("query", ["RA=10&DEC=20", "RA=ten&DEC=20&SR=1", "RA=10&DEC=95&SR=1", "RA=400&DEC=0&SR=1",
+                                   "RA=10&DEC=0&SR=-1", "RA=10&DEC=0&SR=nan", "RA=10&DEC=0&SR=1&VERB=7",
+                                   "RA=10&DEC=0&SR=1&MAXREC=x", ""])  # fmt: skip
+def test_cone_search_errors_are_votables_with_an_error_info(server, query):
+    pyvo = pytest.importorskip("pyvo")
+    from astropy.io.votable import parse
+
+    kind, body = get(f"{server['base']}/scs?{query}")
+    assert kind == "text/xml", "SCS 1.03: errors come with HTTP 200 as text/xml"
+    votable = parse(io.BytesIO(body), verify="exception")
+    infos = {i.name: i.value for i in votable.resources[0].infos}
+    assert infos["QUERY_STATUS"] == "ERROR" and infos["Error"]
+    assert_clean(infos["Error"], server)
+    with pytest.raises(pyvo.dal.DALQueryError):  # pyvo's client reads the error as one
+        pyvo.dal.scs.SCSQuery(f"{server['base']}/scs?{query}").execute()
+
+
+def test_cone_search_hides_store_failures_in_an_error_votable():
+    from fastapi.testclient import TestClient
+
+    from radioalign.survey.serve import STORE_FAILED, create_app
+    from radioalign.survey.store import StoreError
+
+    class Broken:
+        def classes(self):
+            raise StoreError("the store at /srv/secret/store has no 'labels' table")
+
+    response = TestClient(create_app(Broken()), raise_server_exceptions=False).get("/scs?RA=1&DEC=2&SR=3")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/xml")
+    assert "secret" not in response.text and f'name="Error" value="{STORE_FAILED}"' in response.text
+
+
+def test_results_export_as_csv_and_votable_equal_the_search(server):
+    import csv as csv_module
+    from urllib.parse import urlencode
+
+    from astropy.io.votable import parse
+
+    ra, dec, radius = CONE
+    query = urlencode({"text": "a radio galaxy", "k": 6, "ra": ra, "dec": dec, "radius": f"{radius}deg"})
+    results = get_json(f"{server['base']}/api/search?{query}")
+    assert [r["name"] for r in results] and {r["name"] for r in results} <= {"J0003", "J0004", "J0005"}
+    kind, body = get(f"{server['base']}/api/results.csv?{query}")
+    rows = list(csv_module.DictReader(io.StringIO(body.decode())))
+    assert kind == "text/csv" and [r["id"] for r in rows] == [r["id"] for r in results]
+    assert [float(r["score"]) for r in rows] == pytest.approx([r["score"] for r in results])
+    assert [r["label"] for r in rows] == [r["label"] for r in results]
+    kind, body = get(f"{server['base']}/api/results.vot?{query}")
+    table = parse(io.BytesIO(body), verify="exception").get_first_table()
+    assert kind == "application/x-votable+xml"
+    assert list(table.array["id"]) == [r["id"] for r in results]
+    assert list(table.array["score"]) == pytest.approx([r["score"] for r in results])
+    assert list(table.array["ra"]) == pytest.approx([r["ra"] for r in results])
+    ucds = {f.name: f.ucd for f in table.fields}
+    assert ucds["id"] == "meta.id;meta.main" and ucds["ra"] == "pos.eq.ra;meta.main" and ucds["probability"] == "stat.probability"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        get(f"{server['base']}/api/results.csv?k=3")
+    assert info.value.code == 400
+
+
+def test_an_upload_is_held_under_a_token_for_export_and_links(server):
+    import requests
+
+    name = server["names"][5]
+    data = (server["folder"] / f"{name}.fits").read_bytes()
+    posted = post_image(server, f"{name}.fits", data, k="4")
+    token = posted.headers["X-Radioalign-Upload"]
+    assert posted.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", token)
+    again = get_json(f"{server['base']}/api/search?upload={token}&k=4")
+    assert [r["id"] for r in again] == [r["id"] for r in posted.json()] and again[0]["name"] == name
+    assert post_image(server, "copy.fits", data, k="4").headers["X-Radioalign-Upload"] == token, "same image, same token"
+    rows = get(f"{server['base']}/api/results.csv?upload={token}&k=4")[1].decode().splitlines()
+    assert len(rows) == 5 and rows[1].split(",")[1] == name
+    gone = requests.get(f"{server['base']}/api/search?upload={'0' * 32}", timeout=60)
+    assert gone.status_code == 400 and "upload it again" in gone.json()["detail"]
+    both = requests.get(f"{server['base']}/api/search?upload={token}&text=a", timeout=60)
+    assert both.status_code == 400
+
+
+def test_info_names_the_hips_survey_and_bad_hips_ids_are_refused(server):
+    from radioalign.survey.serve import DEFAULT_HIPS, check_hips
+
+    assert server["info"]["hips"] == DEFAULT_HIPS == "CDS/P/NVSS"
+    assert check_hips("CDS/P/DSS2/color") == "CDS/P/DSS2/color" and check_hips(None) == DEFAULT_HIPS
+    for bad in ["", "a b", "x\"><script>", "https://evil/x?y", "../" * 50]:
+        with pytest.raises(ValueError):
+            check_hips(bad)
+
+
+def test_sampjs_is_vendored_unchanged_but_for_its_last_line():
+    import hashlib
+
+    static = ROOT / "src" / "radioalign" / "survey" / "static"
+    vendored = (static / "vendor" / "samp.js").read_bytes()
+    patched = b'if (typeof module !== "undefined") { module.exports = { samp }; }  // radioalign: a browser has no module\n'
+    assert vendored.endswith(patched)
+    original = vendored[: -len(patched)] + b"module.exports = { samp }"
+    assert hashlib.sha256(original).hexdigest() == "399858fe6c10ab1c55c09217178135999b866433a9f3e0b1f0748d4e2abd61bf"
+    licence = (static / "vendor" / "LICENSE-sampjs.txt").read_text()
+    assert "CC0" in licence and "Mark Taylor" in licence and "Statement of Purpose" in licence
+    page = (static / "index.html").read_text() + (static / "style.css").read_text()
+    assert not re.search(r"""(src|href)=["'](https?:)?//|@import|url\(\s*["']?(https?:)?//""", page), "nothing from another host"
+
+
+# ---------------------------------------------------------------------------
+# The page and the VO in a real browser: cards, export, the URL, the keyboard, SAMP
+
+
+def card_ids(page) -> list[str]:
+    return page.eval_on_selector_all(".card", "cards => cards.map(c => c.dataset.id)")
+
+
+def wait_for_results(page, what: str) -> None:
+    page.wait_for_function("(what) => document.getElementById('status').textContent.includes('results: ' + what) "
+                           "|| document.getElementById('status').textContent.includes('result: ' + what)", arg=what)  # fmt: skip
+
+
+def same_host(url: str, base: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return url.startswith("data:") or urlsplit(url).netloc == urlsplit(base).netloc
+
+
+def test_each_card_shows_sexagesimal_and_plain_links_without_fetching_them(server, browser):
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    from astropy.coordinates import Angle
+
+    base = server["base"]
+    page = browser.new_page()
+    requests_seen: list[str] = []
+    page.on("request", lambda request: requests_seen.append(request.url))
+    query = {"text": "a radio galaxy", "k": 9}
+    page.goto(f"{base}/?{urlencode(query)}")
+    wait_for_results(page, "\u201ca radio galaxy\u201d")
+    results = get_json(f"{base}/api/search?{urlencode(query)}")
+    assert card_ids(page) == [r["id"] for r in results]
+    page.wait_for_function("[...document.querySelectorAll('.card .thumb')].every(i => i.complete && i.naturalWidth === 150)")
+    for i, r in enumerate(results):
+        node = page.locator(".card").nth(i)
+        assert node.locator(".deg").inner_text().split() == ["RA", f"{r['ra']:.4f}\u00b0", "Dec", f"{r['dec']:.4f}\u00b0"]
+        hms = node.locator(".hms").inner_text()
+        assert re.fullmatch(r"\d\dh\d\dm\d\d\.\ds [+-]\d\d\u00b0\d\d\u2032\d\d\u2033", hms), hms
+        ra_text, dec_text = hms.split()
+        assert Angle(ra_text).deg == pytest.approx(r["ra"], abs=0.05 * 15 / 3600)
+        assert Angle(dec_text).deg == pytest.approx(r["dec"], abs=0.5 / 3600)
+        links = {name: node.locator(f"a.{name}").get_attribute("href") for name in ("aladin", "simbad", "ned", "legacy")}
+        aladin = parse_qs(urlsplit(links["aladin"]).query)
+        assert links["aladin"].startswith("https://aladin.cds.unistra.fr/AladinLite/?") and aladin["survey"] == ["CDS/P/NVSS"]
+        assert [float(v) for v in aladin["target"][0].split()] == pytest.approx([r["ra"], r["dec"]], abs=1e-6)
+        assert links["simbad"].startswith("https://simbad.cds.unistra.fr/simbad/sim-coo?")
+        assert parse_qs(urlsplit(links["simbad"]).query)["CooFrame"] == ["ICRS"]
+        assert links["ned"].startswith("https://ned.ipac.caltech.edu/conesearch?")
+        legacy = parse_qs(urlsplit(links["legacy"]).query)
+        assert links["legacy"].startswith("https://www.legacysurvey.org/viewer?") and legacy["zoom"] == ["14"]
+        assert float(legacy["ra"][0]) == pytest.approx(r["ra"], abs=1e-6) and float(legacy["dec"][0]) == pytest.approx(r["dec"], abs=1e-6)
+    assert page.locator(".card a[target=_blank]").count() == 4 * len(results)
+    tricky = [(0.0, 0.0), (359.99999, -0.00001), (194.046527, 12.582), (10.684708, 41.26875), (83.63308, -5.391111),
+              (44.99999, -89.999999), (187.27791, 2.05239), (299.868, 40.7339)]  # fmt: skip
+    for ra, dec in tricky:  # the page's own formatter against astropy's, rounding carries included
+        text = page.evaluate("([ra, dec]) => sexagesimal(ra, true) + ' ' + sexagesimal(dec, false)", [ra, dec])
+        ra_text, dec_text = text.split()
+        assert abs(((Angle(ra_text).deg - ra + 180) % 360) - 180) <= 0.05 * 15 / 3600 + 1e-12, (ra, text)
+        assert Angle(dec_text).deg == pytest.approx(dec, abs=0.5 / 3600 + 1e-12), (dec, text)
+        assert re.fullmatch(r"\d\dh\d\dm\d\d\.\ds [+-]\d\d\u00b0\d\d\u2032\d\d\u2033", text), text
+    assert requests_seen and all(same_host(url, base) for url in requests_seen), "the page fetches nothing from another host"
+    page.close()
+
+
+def test_the_page_exports_the_results_it_shows(server, browser, tmp_path):
+    import csv as csv_module
+
+    from astropy.io.votable import parse
+
+    base, (ra, dec, radius) = server["base"], CONE
+    page = browser.new_page(accept_downloads=True)
+    page.goto(base + "/")
+    page.wait_for_function("document.getElementById('info').textContent.includes('sources')")
+    assert page.get_attribute("#export-csv", "aria-disabled") == "true" and page.is_disabled("#samp-send")
+    page.fill("#query", "a radio galaxy")
+    page.fill("#k", "5")
+    page.click("#cone summary")
+    page.fill("#ra", str(ra))
+    page.fill("#dec", str(dec))
+    page.fill("#radius", f"{radius}deg")
+    page.click("#search")
+    wait_for_results(page, "\u201ca radio galaxy\u201d")
+    shown = card_ids(page)
+    names = card_names(page)
+    assert shown and set(names) <= {"J0003", "J0004", "J0005"}
+    with page.expect_download() as info:
+        page.click("#export-csv")
+    download = info.value
+    assert download.suggested_filename == "radioalign-results.csv"
+    rows = list(csv_module.DictReader(open(download.path(), newline="")))
+    assert [r["id"] for r in rows] == shown and [r["name"] for r in rows] == names
+    scores = [float(t.split()[-1]) for t in page.locator(".card .score").all_inner_texts()]
+    assert [round(float(r["score"]), 3) for r in rows] == scores
+    with page.expect_download() as info:
+        page.click("#export-vot")
+    assert info.value.suggested_filename == "radioalign-results.vot"
+    table = parse(info.value.path(), verify="exception").get_first_table()
+    assert list(table.array["id"]) == shown and list(table.array["name"]) == names
+    assert {f.name: f.ucd for f in table.fields}["ra"] == "pos.eq.ra;meta.main"
+    page.close()
+
+
+def test_the_page_state_lives_in_its_url(server, browser):
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    base, k = server["base"], 4
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.fill("#query", "a bright double")
+    page.fill("#k", str(k))
+    page.click("#search")
+    wait_for_results(page, "\u201ca bright double\u201d")
+    text_ids = card_ids(page)
+    assert parse_qs(urlsplit(page.url).query) == {"text": ["a bright double"], "k": [str(k)]}
+    assert text_ids == [r["id"] for r in get_json(f"{base}/api/search?" + urlencode({"text": "a bright double", "k": k}))]
+
+    chosen = card_names(page)[1]
+    page.locator(".card").nth(1).locator(".more").click()
+    wait_for_results(page, f"sources like {chosen}")
+    like_url, like_ids = page.url, card_ids(page)
+    assert parse_qs(urlsplit(like_url).query)["like"] == [text_ids[1]] and like_ids != text_ids
+
+    shared = browser.new_page()  # a shared link, opened elsewhere: the same results
+    shared.goto(like_url)
+    wait_for_results(shared, f"sources like {chosen}")
+    assert card_ids(shared) == like_ids
+    shared.close()
+
+    page.go_back()
+    wait_for_results(page, "\u201ca bright double\u201d")
+    assert card_ids(page) == text_ids and page.input_value("#query") == "a bright double"
+    page.go_forward()
+    wait_for_results(page, f"sources like {chosen}")
+    assert card_ids(page) == like_ids
+    page.reload()
+    wait_for_results(page, f"sources like {chosen}")
+    assert card_ids(page) == like_ids
+
+    ra, dec, radius = CONE  # a cone in the URL fills the form and limits the results
+    coned = {"text": "a radio galaxy", "k": 9, "ra": ra, "dec": dec, "radius": f"{radius}deg"}
+    page.goto(f"{base}/?{urlencode(coned)}")
+    wait_for_results(page, "\u201ca radio galaxy\u201d")
+    assert sorted(card_names(page)) == ["J0003", "J0004", "J0005"] and page.input_value("#radius") == f"{radius}deg"
+
+    name = server["names"][6]  # an upload (without the cone): its URL holds the server's token for it
+    page.fill("#radius", "")
+    page.set_input_files("#image", str(server["folder"] / f"{name}.fits"))
+    page.click("#search")
+    wait_for_results(page, f"images like {name}.fits")
+    upload_url, upload_ids = page.url, card_ids(page)
+    assert "upload=" in upload_url and card_names(page)[0] == name
+    again = browser.new_page()
+    again.goto(upload_url)
+    wait_for_results(again, "images like the uploaded image")
+    assert card_ids(again) == upload_ids
+    again.close()
+    page.go_back()
+    wait_for_results(page, "\u201ca radio galaxy\u201d")
+    assert sorted(card_names(page)) == ["J0003", "J0004", "J0005"]
+    page.close()
+
+
+def test_the_page_is_keyboard_reachable_with_labels(server, browser):
+    base = server["base"]
+    page = browser.new_page()
+    page.goto(f"{base}/?text=a%20radio%20galaxy&k=3")
+    wait_for_results(page, "\u201ca radio galaxy\u201d")
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, button, a[href], [tabindex="0"]')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+        .map(e => e.outerHTML.slice(0, 80))""")  # fmt: skip
+    assert unlabelled == [], "every control has a label, an aria-label or text"
+    assert page.locator("div[onclick], span[onclick]").count() == 0
+    reached = []
+    for _ in range(80):  # Tab through the page once: every control and every card is reached
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("() => { const e = document.activeElement; "
+                                     "return e.id || e.className || e.tagName; }"))  # fmt: skip
+        if reached.count(reached[0]) == 2:
+            break
+    for wanted in ["query", "image", "k", "search", "export-csv", "export-vot", "samp-send"]:
+        assert wanted in reached, (wanted, reached)
+    assert reached.count("card") == 3 and reached.count("more") == 3 and "aladin" in reached
+    card = page.locator(".card").nth(2)
+    card.focus()
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", "a focused card shows it"
+    name = card.locator(".name").inner_text()
+    page.keyboard.press("Enter")
+    wait_for_results(page, f"sources like {name}")
+    assert card_names(page)[0] == name
+    page.close()
+
+
+# -- SAMP ------------------------------------------------------------------
+
+WEB_PROFILE_PORT = 21012  # the SAMP Web Profile's fixed port, where sampjs looks for the hub
+
+
+def samp_module():
+    """pyvo.samp (astropy.samp moved there; astropy 8 deprecates its copy), else astropy.samp."""
+    try:
+        import pyvo.samp as samp
+    except ImportError:
+        samp = pytest.importorskip("astropy.samp", reason="neither pyvo.samp nor astropy.samp is installed")
+    return samp
+
+
+@pytest.fixture
+def samp_hub(server, tmp_path, monkeypatch):
+    """A SAMP hub with its Web Profile on port 21012 and a consent dialog that admits the
+    page's origin only; its lock file in a temporary folder and its standard profile on
+    a free port, so a user's own hub (~/.samp) is never touched. Skips when 21012 is in
+    use (a running TOPCAT, Aladin or other hub)."""
+    import warnings
+
+    samp = samp_module()
+    from importlib import import_module
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the hub does: a past run's TIME_WAIT is no hub
+        try:
+            probe.bind(("127.0.0.1", WEB_PROFILE_PORT))
+        except OSError:
+            pytest.skip(f"port {WEB_PROFILE_PORT} (the SAMP Web Profile) is in use, e.g. by a running TOPCAT or Aladin: "
+                        "the SAMP test needs its own hub there")  # fmt: skip
+    monkeypatch.delenv("SAMP_HUB", raising=False)
+    dialog_base = import_module(samp.__name__ + ".hub").WebProfileDialog
+
+    class Consent(dialog_base):
+        """The user's answer to the hub's "may this web page register?": yes, for the page."""
+
+        def __init__(self, origin: str):
+            self.origin, self.asked, self.polling = origin, [], True
+            self.thread = threading.Thread(target=self.poll, daemon=True)
+            self.thread.start()
+
+        def poll(self):
+            while self.polling:
+                self.handle_queue()
+                time.sleep(0.05)
+
+        def show_dialog(self, samp_name, details, client, origin):
+            self.asked.append((samp_name, origin))
+            self.consent() if origin == self.origin else self.reject()
+
+    import threading
+
+    dialog = Consent(server["base"])
+    with warnings.catch_warnings(), samp.conf.set_temp("use_internet", False):
+        warnings.simplefilter("ignore")
+        hub = samp.SAMPHubServer(web_profile=True, web_profile_dialog=dialog, lockfile=str(tmp_path / "samp.lock"),
+                                 addr="127.0.0.1", label="radioalign test hub", pool_size=2)  # fmt: skip
+        hub.start()
+    try:
+        if not hub._web_profile:
+            pytest.skip(f"the SAMP hub could not open its Web Profile on port {WEB_PROFILE_PORT}")
+        yield samp, hub, dialog
+    finally:
+        dialog.polling = False
+        hub.stop()
+
+
+def test_the_page_sends_its_results_and_positions_over_samp(server, browser, samp_hub):
+    import queue
+
+    from astropy.io.votable import parse
+
+    samp, hub, dialog = samp_hub
+    received: queue.Queue = queue.Queue()
+    with samp.conf.set_temp("use_internet", False):
+        client = samp.SAMPIntegratedClient(name="radioalign test receiver", addr="127.0.0.1")
+        client.connect(hub=hub, pool_size=2)
+    try:
+        for mtype in ("table.load.votable", "coord.pointAt.sky"):
+            client.bind_receive_notification(mtype, lambda key, sender, mtype, params, extra: received.put((mtype, params, sender)))
+
+        def next_message(mtype: str):
+            while True:
+                got = received.get(timeout=60)
+                if got[0] == mtype:
+                    return got
+
+        base = server["base"]
+        page = browser.new_page()
+        page.goto(f"{base}/?text=a%20radio%20galaxy&k=5")
+        wait_for_results(page, "\u201ca radio galaxy\u201d")
+        shown = get_json(f"{base}/api/search?text=a%20radio%20galaxy&k=5")
+        assert card_ids(page) == [r["id"] for r in shown]
+        page.click("#samp-send")
+        _, params, sender = next_message("table.load.votable")
+        assert dialog.asked == [("radioalign", base)], "the hub asked once, for the page's own origin"
+        assert client.get_metadata(sender)["samp.name"] == "radioalign"
+        assert params["url"].startswith(f"{base}/api/results.vot?") and params["name"].startswith("radioalign")
+        table = parse(io.BytesIO(get(params["url"])[1]), verify="exception").get_first_table()
+        assert list(table.array["id"]) == [r["id"] for r in shown]
+        assert list(table.array["name"]) == [r["name"] for r in shown]
+        assert list(table.array["score"]) == pytest.approx([r["score"] for r in shown])
+        assert list(table.array["ra"]) == pytest.approx([r["ra"] for r in shown])
+        assert list(table.array["label"]) == [r["label"] for r in shown]
+        page.wait_for_function("document.getElementById('status').textContent.includes('sent 5 results')")
+
+        page.locator(".card").nth(2).locator(".thumb").click()  # a click on a result points the tools at it
+        _, params, _ = next_message("coord.pointAt.sky")
+        assert (float(params["ra"]), float(params["dec"])) == pytest.approx((shown[2]["ra"], shown[2]["dec"]), abs=1e-9)
+        page.locator(".card").nth(4).focus()  # and Space on a focused result
+        page.keyboard.press(" ")
+        _, params, _ = next_message("coord.pointAt.sky")
+        assert (float(params["ra"]), float(params["dec"])) == pytest.approx((shown[4]["ra"], shown[4]["dec"]), abs=1e-9)
+        assert len(dialog.asked) == 1, "registered once"
+        page.close()
+    finally:
+        client.disconnect()

@@ -1,14 +1,22 @@
 """The search page: ``radioalign serve --store PATH`` (FastAPI, one static HTML page).
 
 The page (``static/index.html`` with plain JavaScript and CSS, nothing from a CDN, so it
-works offline) asks the JSON API below and shows a grid of thumbnails with name, RA/Dec,
-score and zero-shot label, each with a "more like this" button.
+works offline) asks the JSON API below and shows a grid of thumbnails with name, RA/Dec
+(degrees and sexagesimal), score and zero-shot label, each with "more like this" and
+plain links to Aladin Lite, SIMBAD, NED and the Legacy Survey viewer at its position.
+Its state (the query, cone and k) lives in its URL, so a reload, a shared link or the
+back button shows the same results.
 
 ``GET  /api/search?text=...&k=10``        text -> image search
 ``GET  /api/search?like=ID|NAME&k=10``     the neighbours of a stored source (itself first)
-``POST /api/search`` (multipart ``image``) the neighbours of an uploaded FITS/PNG/JPEG
+``POST /api/search`` (multipart ``image``) the neighbours of an uploaded FITS/PNG/JPEG; the
+                                          answer's ``X-Radioalign-Upload`` header is a token
+``GET  /api/search?upload=TOKEN&k=10``     the same upload again (while the server holds it)
+``GET  /api/results.csv?<query>``         the results of a GET query as CSV
+``GET  /api/results.vot?<query>``         ... as a VOTable with UCDs (``votable.py``)
 ``GET  /api/thumb/{id}``                  the source's thumbnail (PNG bytes from the store)
-``GET  /api/info``                        the store: sources, model, prompt set
+``GET  /api/info``                        the store: sources, model, prompt set, HiPS
+``GET  /scs?RA=..&DEC=..&SR=..``          IVOA Simple Cone Search 1.03 (see :func:`cone_search`)
 
 Every search also takes a cone: ``ra``, ``dec`` in degrees or sexagesimal
 (``12:34:56.7``, ``+12d34m56s``; ``frame=galactic`` for l, b) and ``radius`` in arcsec
@@ -16,6 +24,12 @@ or with a unit (``10arcmin``, ``0.1deg``).
 A result is the record of ``radioalign search`` (``id, name, ra, dec, score, source``)
 plus ``label`` and ``probability`` (the label's SigLIP probability) when the store's
 sources were labelled with the page's prompt set (``radioalign classify``).
+
+The page talks to the Virtual Observatory through SAMP: "Send to TOPCAT/Aladin"
+broadcasts ``table.load.votable`` with the URL of ``/api/results.vot`` for the current
+query, and a click on a result ``coord.pointAt.sky``, through the SAMP Web Profile hub
+that TOPCAT or Aladin runs at ``http://localhost:21012/`` (``static/vendor/samp.js``, the
+astrojs sampjs client, vendored). The page contacts that hub only when asked to.
 
 The model is loaded once, at start-up, and must be the store's own (its fingerprint is
 checked then, as by every other subcommand).
@@ -28,14 +42,26 @@ server path, the store's path or an exception's text (those go to the server's l
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at
 # run time, and Request is imported inside create_app.
+import csv
+import datetime as _dt
+import hashlib
+import heapq
+import io
+import json
 import logging
+import math
 import os
+import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
-from .search import RESULT_FIELDS, Cone, nearest, stored_vector
-from .store import SOURCES, Store, StoreError, open_store, quote
+import numpy as np
+
+from .search import RESULT_FIELDS, Cone, cone_where, nearest, separation_arcsec, stored_vector
+from .store import LABELS, SOURCES, Store, StoreError, open_store, quote
 from .uploads import Refused, model_input, read_upload
 
 log = logging.getLogger(__name__)
@@ -43,9 +69,17 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 RECORD_FIELDS = RESULT_FIELDS + ("label", "probability")
 MAX_K = 200
-QUERY_FIELDS = ("text", "like", "k", "ra", "dec", "radius", "frame")
+QUERY_FIELDS = ("text", "like", "upload", "k", "ra", "dec", "radius", "frame")
 SERVER_FAILED = "the server could not answer this query (its log says why)"
 STORE_FAILED = "the store cannot answer this query (the server's log says why)"
+UPLOAD_GONE = "the server no longer holds that uploaded image: upload it again"
+UPLOAD_HEADER = "X-Radioalign-Upload"
+MAX_UPLOADS_HELD = 256  # query vectors of recent uploads, for export and shared links (3 KB each)
+DEFAULT_HIPS = "CDS/P/NVSS"  # the NRAO VLA Sky Survey at 1.4 GHz, the whole sky north of -40 deg
+_HIPS_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+/-]{0,127}")
+SCS_MAXREC = 10_000  # rows a cone search returns at most (QUERY_STATUS OVERFLOW past it)
+SCS_MAX_SR = 180.0  # degrees: the whole sky
+_LABEL_CHUNK = 1000  # ids per labels lookup
 
 
 class QueryError(Refused):
@@ -53,19 +87,32 @@ class QueryError(Refused):
     a fixed sentence for the client."""
 
 
+def check_hips(hips: str | None) -> str:
+    """A HiPS survey id as the CDS names them (``CDS/P/NVSS``, ``CDS/P/DSS2/color``);
+    ``DEFAULT_HIPS`` for None. It goes into the Aladin Lite links only."""
+    hips = DEFAULT_HIPS if hips is None else str(hips).strip()
+    if not _HIPS_ID.fullmatch(hips):
+        raise ValueError(f"{hips!r} is not a HiPS id (letters, digits and _ . + - /, e.g. {DEFAULT_HIPS})")
+    return hips
+
+
 @dataclass
 class SearchService:
-    """The store, the loaded model and the prompt set whose labels results carry.
+    """The store, the loaded model, the prompt set whose labels results carry and the
+    HiPS survey the page's Aladin links show.
 
     Queries go through one lock: a model forward is not shared between threads."""
 
     store: Store
     encoder: object
     prompts: str = "fr"
+    hips: str = DEFAULT_HIPS
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    uploads: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     def __post_init__(self):
         self.store.check_model(self.encoder.fingerprint, "search page")
+        self.hips = check_hips(self.hips)
 
     # -- queries ------------------------------------------------------------
 
@@ -85,22 +132,86 @@ class SearchService:
     def image(self, data: bytes | bytearray, filename: str, k: int = 10, cone: Cone | None = None) -> list[dict]:
         """The neighbours of an uploaded image (its bytes, in memory), read and
         preprocessed as at ingest within the upload caps (:func:`.uploads.model_input`)."""
+        return self.upload(self.hold_upload(data, filename), k, cone)
+
+    def hold_upload(self, data: bytes | bytearray, filename: str) -> str:
+        """Embed an uploaded image and keep its query vector (the last
+        ``MAX_UPLOADS_HELD``) under a token: a hash of the vector, so the same image
+        gets the same token and no other is guessed from it."""
         image = model_input(data, filename)
         with self.lock:
-            vector = self.encoder.images(image[None])[0]
+            vector = np.asarray(self.encoder.images(image[None])[0], np.float32)
+            token = hashlib.sha256(vector.tobytes()).hexdigest()[:32]
+            self.uploads[token] = vector
+            self.uploads.move_to_end(token)
+            while len(self.uploads) > MAX_UPLOADS_HELD:
+                self.uploads.popitem(last=False)
+        return token
+
+    def upload(self, token: str, k: int = 10, cone: Cone | None = None) -> list[dict]:
+        """The neighbours of an upload the server holds (:meth:`hold_upload`)."""
+        with self.lock:
+            vector = self.uploads.get(token)
+        if vector is None:
+            raise QueryError(UPLOAD_GONE)
         return self.labelled(nearest(self.store, vector, k, cone))
+
+    def cone_sources(self, cone: Cone, limit: int = SCS_MAXREC, columns: Iterable[str] = ("name",)) -> tuple[list[dict], bool]:
+        """Every source within ``cone``, nearest first (then by id), with ``distance``
+        from its centre in degrees: at most ``limit`` of them, and whether there were
+        more. A cone has no query vector: the store's Dec band and RA window
+        (:func:`.search.cone_where`) are read in batches, then the exact separation
+        keeps those inside, so memory stays bounded by ``limit``."""
+        wanted = list(dict.fromkeys(("id", "ra", "dec", *columns)))
+        query = self.store.table(SOURCES).search().where(cone_where(cone)).select(wanted)
+        kept: list[tuple[float, str, dict]] = []
+        total = 0
+        for batch in query.to_batches(batch_size=8192):
+            rows = batch.to_pylist()
+            if not rows:
+                continue
+            arcsec = separation_arcsec(cone.ra, cone.dec, [r["ra"] for r in rows], [r["dec"] for r in rows])
+            inside = [(float(a) / 3600.0, r["id"], r) for a, r in zip(arcsec, rows) if a <= cone.radius_arcsec]
+            total += len(inside)
+            kept.extend(inside)
+            if len(kept) > 4 * (limit + 1):
+                kept = heapq.nsmallest(limit + 1, kept, key=lambda t: t[:2])
+        kept.sort(key=lambda t: t[:2])
+        rows = [{**row, "distance": distance} for distance, _, row in kept[:limit]]
+        return rows, total > limit
 
     # -- what the page shows ------------------------------------------------
 
-    def labelled(self, results: list[dict]) -> list[dict]:
-        """``results`` with ``label`` and ``probability`` where the store has labels."""
+    def labels(self, ids: list[str]) -> dict[str, dict]:
+        """The stored labels of ``ids`` for the page's prompt set (in chunks of ids)."""
         from .zeroshot import labels_of
 
-        labels = labels_of(self.store, [r["id"] for r in results], self.prompts)
+        found: dict[str, dict] = {}
+        for start in range(0, len(ids), _LABEL_CHUNK):
+            found.update(labels_of(self.store, ids[start : start + _LABEL_CHUNK], self.prompts))
+        return found
+
+    def labelled(self, results: list[dict], per_class: bool = False) -> list[dict]:
+        """``results`` with ``label`` and ``probability`` where the store has labels (and
+        with ``per_class``, each class's probability as ``p_<class>``)."""
+        from .votable import probability_column
+
+        labels = self.labels([r["id"] for r in results])
         for r in results:
             if r["id"] in labels:
-                r["label"], r["probability"] = labels[r["id"]]["label"], float(labels[r["id"]]["score"])
+                found = labels[r["id"]]
+                r["label"], r["probability"] = found["label"], float(found["score"])
+                if per_class:
+                    r.update({probability_column(c): float(p) for c, p in found["probabilities"].items()})
         return results
+
+    def classes(self) -> list[str]:
+        """The classes of the page's prompt set as the store's labels name them ([] when
+        the store has not been labelled with it)."""
+        if not self.store.has(LABELS):
+            return []
+        rows = self.store.rows_where(f"prompts = {quote(self.prompts)}", ["probabilities"], LABELS, limit=1)
+        return list(json.loads(rows[0]["probabilities"])) if rows else []
 
     def thumbnail(self, source_id: str) -> bytes | None:
         rows = self.store.rows_where(f"id = {quote(source_id)}", ["thumbnail"], limit=1)
@@ -112,6 +223,7 @@ class SearchService:
         return {
             "store": self.store.path.name, "sources": self.store.count(SOURCES), "model": shown(meta.get("model")),
             "adapter": shown(meta.get("adapter")), "prompts": self.prompts, "indexed": self.store.has_vector_index(),
+            "hips": self.hips,
         }  # fmt: skip
 
 
@@ -147,32 +259,197 @@ def form_query(fields: dict[str, str]) -> tuple[int, Cone | None]:
     return k, parse_cone(*(fields.get(n) for n in ("ra", "dec", "radius")), fields.get("frame") or "icrs")
 
 
+def run_query(service: SearchService, query: dict) -> list[dict]:
+    """The results of a GET query (``search_params`` in :func:`add_search_routes`)."""
+    if query["text"] is not None:
+        return service.text(query["text"], query["k"], query["cone"])
+    if query["like"] is not None:
+        return service.like(query["like"], query["k"], query["cone"])
+    return service.upload(query["upload"], query["k"], query["cone"])
+
+
+# ---------------------------------------------------------------------------
+# Tables: CSV, VOTable (results), Simple Cone Search
+
+_FLOAT_COLUMNS = {"ra", "dec", "score", "probability", "distance"}
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, _dt.datetime) else str(value)
+
+
+def result_table(rows: list[dict], columns: list[str], classes: Iterable[str] = ()):
+    """``rows`` as an ``astropy.table.Table`` of ``columns`` with the UCDs, units and
+    descriptions of :mod:`.votable` (numbers as float64 with NaN for none; text as
+    variable-length strings, empty for none)."""
+    from astropy.table import Column, Table
+
+    from .votable import PROBABILITY_PREFIX, describe
+
+    made = []
+    for name in columns:
+        values = [r.get(name) for r in rows]
+        if name in _FLOAT_COLUMNS or name.startswith(PROBABILITY_PREFIX):
+            made.append(Column(np.array([np.nan if v is None else float(v) for v in values], np.float64), name=name))
+        else:
+            column = Column(np.array([_text(v) for v in values], dtype=str), name=name)
+            column.meta["_votable_arraysize"] = "*"  # variable length, also for an empty table
+            made.append(column)
+    return describe(Table(made), classes)
+
+
+def results_csv(results: list[dict]) -> str:
+    """Results as CSV: a header of ``RECORD_FIELDS``, empty cells for no label."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RECORD_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({f: "" if r.get(f) is None else r[f] for f in RECORD_FIELDS} for r in results)
+    return buf.getvalue()
+
+
+def results_votable(results: list[dict], query: str = "") -> bytes:
+    """Results as a VOTable: id, name, ra, dec, score, label and probability (when
+    labelled), source; ``query`` (the URL's query string) goes into an ``INFO``."""
+    from .votable import votable_bytes
+
+    labelled = any(r.get("label") is not None for r in results)
+    columns = ["id", "name", "ra", "dec", "score", *(("label", "probability") if labelled else ()), "source"]
+    infos = {"QUERY_STATUS": "OK", **({"QUERY": query[:1000]} if query else {})}
+    return votable_bytes(result_table(results, columns), infos=infos)
+
+
+def scs_columns(verb: int, classes: list[str]) -> list[str]:
+    """The cone search's columns: VERB=1 id, ra, dec, distance; VERB=2 (the default) also
+    name, label and probability (when labelled); VERB=3 also each class's probability,
+    the source's path and its ingest time."""
+    from .votable import probability_column
+
+    if verb == 1:
+        return ["id", "ra", "dec", "distance"]
+    columns = ["id", "name", "ra", "dec", "distance", *(("label", "probability") if classes else ())]
+    if verb == 3:
+        columns += [probability_column(c) for c in classes] + ["source", "created_at"]
+    return columns
+
+
+def _scs_number(params: dict[str, str], name: str, low: float, high: float) -> float:
+    try:
+        value = float(params[name])
+    except ValueError:
+        raise QueryError(f"{name} must be a number of decimal degrees") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise QueryError(f"{name} must lie in [{low:g}, {high:g}] decimal degrees")
+    return value
+
+
+def scs_query(items: Iterable[tuple[str, str]]) -> tuple[float, float, float, int, int]:
+    """``RA``, ``DEC``, ``SR`` (decimal degrees), ``VERB`` and ``MAXREC`` of a cone
+    search's query; names are case-insensitive (the first of a name counts)."""
+    params: dict[str, str] = {}
+    for key, value in items:
+        params.setdefault(key.upper(), value)
+    missing = [n for n in ("RA", "DEC", "SR") if not str(params.get(n, "")).strip()]
+    if missing:
+        raise QueryError(f"a cone search needs RA, DEC and SR in decimal degrees ({', '.join(missing)} missing)")
+    ra, dec = _scs_number(params, "RA", 0.0, 360.0), _scs_number(params, "DEC", -90.0, 90.0)
+    sr = _scs_number(params, "SR", 0.0, math.inf)
+    verb = params.get("VERB", "2").strip() or "2"
+    if verb not in ("1", "2", "3"):
+        raise QueryError("VERB must be 1, 2 or 3")
+    maxrec = params.get("MAXREC", "").strip()
+    if maxrec and not maxrec.isdigit():
+        raise QueryError("MAXREC must be a whole number")
+    return ra, dec, min(sr, SCS_MAX_SR), int(verb), min(int(maxrec), SCS_MAXREC) if maxrec else SCS_MAXREC
+
+
+def cone_search(service: SearchService, items: Iterable[tuple[str, str]]) -> bytes:
+    """IVOA Simple Cone Search 1.03: every source within ``SR`` degrees of (``RA``,
+    ``DEC``), nearest first, as a VOTable whose columns carry UCDs (``meta.id;meta.main``,
+    ``pos.eq.ra;meta.main``, ``pos.eq.dec;meta.main``, ``pos.angDistance`` on the
+    distance in degrees). ``SR=0`` gives the columns and no rows; past ``MAXREC`` (at
+    most ``SCS_MAXREC``) rows the table is cut and ``QUERY_STATUS`` is ``OVERFLOW``."""
+    from .votable import votable_bytes
+
+    ra, dec, sr, verb, maxrec = scs_query(items)
+    classes = service.classes()
+    columns = scs_columns(verb, classes)
+    rows, overflow = [], False
+    if sr > 0:
+        extra = [c for c in ("name", "source", "created_at") if c in columns]
+        rows, overflow = service.cone_sources(Cone(ra, dec, sr * 3600.0), maxrec, extra)
+        if verb >= 2 and classes:
+            service.labelled(rows, per_class=verb == 3)
+    infos = {"QUERY_STATUS": "OVERFLOW" if overflow else "OK"}
+    return votable_bytes(result_table(rows, columns, classes), resource_name="radioalign cone search", infos=infos)
+
+
+# ---------------------------------------------------------------------------
+# The application
+
+
 def create_app(service: SearchService):
-    """The FastAPI application of the page and its API."""
-    from fastapi import FastAPI, HTTPException, Query, Request
-    from fastapi.responses import FileResponse, Response
+    """The FastAPI application of the page, its API and the cone search."""
+    from fastapi import FastAPI
+    from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
-    from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="radioalign search", docs_url=None, redoc_url=None)
     app.state.service = service
     add_error_handlers(app)
-    K = Query(10, ge=1, le=MAX_K)
+    add_search_routes(app, service)
+    add_vo_routes(app, service)
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+def add_search_routes(app, service: SearchService) -> None:
+    """``/api/search`` (GET and POST), the results as CSV and VOTable, thumbnails, info."""
+    from fastapi import Depends, HTTPException, Query, Request
+    from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+
+    def search_params(text: str | None = None, like: str | None = None, upload: str | None = None,
+                      k: int = Query(10, ge=1, le=MAX_K), ra: str | None = None, dec: str | None = None,
+                      radius: str | None = None, frame: str = "icrs") -> dict:  # fmt: skip
+        """A GET query: exactly one of ``text``, ``like`` (a source's id or name) and
+        ``upload`` (a held upload's token), ``k`` and the cone."""
+        if sum(v is not None for v in (text, like, upload)) != 1:
+            raise QueryError("give exactly one of text=, like= or upload=")
+        return {"text": text, "like": like, "upload": upload, "k": k, "cone": parse_cone(ra, dec, radius, frame)}
 
     @app.get("/api/search")
-    def search_get(text: str | None = None, like: str | None = None, k: int = K,
-                   ra: str | None = None, dec: str | None = None, radius: str | None = None, frame: str = "icrs"):  # fmt: skip
-        if (text is None) == (like is None):
-            raise QueryError("give exactly one of text= or like=")
-        cone = parse_cone(ra, dec, radius, frame)
-        return service.text(text, k, cone) if text is not None else service.like(like, k, cone)
+    def search_get(query: dict = Depends(search_params)):
+        return run_query(service, query)
 
     @app.post("/api/search")
     async def search_post(request: Request):
         # The form is read here, not by FastAPI: Starlette would spool the file to disk unbounded.
         upload = await read_upload(request)
         k, cone = form_query(upload.fields)
-        return await run_in_threadpool(service.image, upload.data, upload.filename, k, cone)
+        token = await run_in_threadpool(service.hold_upload, upload.data, upload.filename)
+        results = await run_in_threadpool(service.upload, token, k, cone)
+        return JSONResponse(results, headers={UPLOAD_HEADER: token})
+
+    @app.get("/api/results.csv")
+    def export_csv(query: dict = Depends(search_params)):
+        text = results_csv(run_query(service, query))
+        return Response(text, media_type="text/csv", headers=_attachment("radioalign-results.csv"))
+
+    @app.get("/api/results.vot")
+    def export_votable(request: Request, query: dict = Depends(search_params)):
+        body = results_votable(run_query(service, query), str(request.query_params))
+        return Response(body, media_type="application/x-votable+xml", headers=_attachment("radioalign-results.vot"))
 
     @app.get("/api/thumb/{source_id}")
     def thumb(source_id: str):
@@ -185,12 +462,28 @@ def create_app(service: SearchService):
     def info():
         return service.info()
 
-    @app.get("/", include_in_schema=False)
-    def index():
-        return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
+def add_vo_routes(app, service: SearchService) -> None:
+    """``/scs``: Simple Cone Search. Its errors are VOTables with an ``INFO`` named
+    ``Error`` and HTTP 200, as SCS 1.03 asks; their text is a fixed sentence."""
+    from fastapi import Request
+    from fastapi.responses import Response
+
+    from .votable import error_votable
+
+    @app.get("/scs")
+    def scs(request: Request):
+        try:
+            body = cone_search(service, request.query_params.multi_items())
+        except Refused as err:
+            body = error_votable(err.detail)
+        except StoreError as err:
+            log.error("GET /scs: %s", err)
+            body = error_votable(STORE_FAILED)
+        except Exception as err:  # noqa: BLE001 - any failure is an error VOTable, not a 500
+            log.exception("GET /scs failed: %r", err)
+            body = error_votable(SERVER_FAILED)
+        return Response(body, media_type="text/xml")
 
 
 def add_error_handlers(app) -> None:
@@ -223,24 +516,29 @@ def add_error_handlers(app) -> None:
     app.add_exception_handler(Exception, failed)
 
 
-def load_service(store: str | os.PathLike, *, model=None, adapter=None, device=None, prompts: str = "fr") -> SearchService:
-    """The store and its model, loaded once (the model must match the store)."""
+def load_service(store: str | os.PathLike, *, model=None, adapter=None, device=None, prompts: str = "fr",
+                 hips: str | None = None) -> SearchService:  # fmt: skip
+    """The store and its model, loaded once (the model must match the store). ``hips``
+    is the HiPS survey of the page's Aladin links: the store's own (its ``hips`` meta
+    key) unless given, else ``DEFAULT_HIPS`` (NVSS)."""
     from .encoder import encoder_for_store
 
     store = open_store(store, must_exist=True)
-    encoder = encoder_for_store(store.meta(), model, adapter, device=device)
-    return SearchService(store, encoder, prompts)
+    meta = store.meta()
+    hips = check_hips(hips or meta.get("hips"))  # a bad --hips fails before the model loads
+    encoder = encoder_for_store(meta, model, adapter, device=device)
+    return SearchService(store, encoder, prompts, hips)
 
 
 def serve(store, *, host: str = "127.0.0.1", port: int = 8000, model=None, adapter=None, device=None,
-          prompts: str = "fr", log_level: str = "warning") -> None:  # fmt: skip
-    """Load the store and its model, then serve the page at ``http://host:port/`` until
-    interrupted."""
+          prompts: str = "fr", hips: str | None = None, log_level: str = "warning") -> None:  # fmt: skip
+    """Load the store and its model, then serve the page at ``http://host:port/`` (and
+    the cone search at ``/scs``) until interrupted."""
     import sys
 
     import uvicorn
 
-    app = create_app(load_service(store, model=model, adapter=adapter, device=device, prompts=prompts))
+    app = create_app(load_service(store, model=model, adapter=adapter, device=device, prompts=prompts, hips=hips))
     print(f"radioalign serve: {app.state.service.info()['sources']} sources from {store} at http://{host}:{port}/ "
-          "(Ctrl-C stops)", file=sys.stderr, flush=True)  # fmt: skip
+          f"(cone search: http://{host}:{port}/scs?; Ctrl-C stops)", file=sys.stderr, flush=True)  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level=log_level)

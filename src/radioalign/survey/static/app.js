@@ -1,15 +1,48 @@
-// The search page's logic: plain JavaScript, no library, no request outside this server.
+// The search page's logic: plain JavaScript and the vendored sampjs (static/vendor/samp.js).
+// The page requests nothing outside this server by itself: the links to Aladin, SIMBAD,
+// NED and the Legacy Survey are plain links, and the SAMP hub on this computer
+// (localhost:21012, run by TOPCAT or Aladin) is contacted only when a button asks.
+//
+// The query shown lives in the URL (?text=...|like=ID|upload=TOKEN, k, ra, dec, radius,
+// frame): a new query pushes a history entry, the back button goes to the previous one
+// (popstate), and a reload or a shared link reruns the query in its URL.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const QUERY_KINDS = ["text", "like", "upload"];
+const CONE_FIELDS = ["ra", "dec", "radius"];
+let hips = "CDS/P/NVSS";
+let shown = { query: null, results: [] };  // the query (URLSearchParams) whose results are shown
 
 function fmt(value, digits) {
   return value === null || value === undefined ? "\u2014" : Number(value).toFixed(digits);
 }
 
-function cone() {
-  const [ra, dec, radius] = ["ra", "dec", "radius"].map((id) => $(id).value.trim());
-  return ra && dec && radius ? { ra, dec, radius } : {};
+// An angle in degrees as sexagesimal: RA in hours (12h34m56.7s), Dec in degrees (+12°34′56″).
+function sexagesimal(degrees, hours) {
+  const digits = hours ? 1 : 0;
+  const scale = 10 ** digits;
+  let units = Math.round((Math.abs(degrees) / (hours ? 15 : 1)) * 3600 * scale);
+  if (hours) units %= 24 * 3600 * scale;
+  const whole = Math.floor(units / (3600 * scale));
+  const minutes = Math.floor((units % (3600 * scale)) / (60 * scale));
+  const seconds = (units % (60 * scale)) / scale;
+  const two = (n) => String(n).padStart(2, "0");
+  const sec = seconds.toFixed(digits).padStart(digits ? 3 + digits : 2, "0");
+  if (hours) return `${two(whole)}h${two(minutes)}m${sec}s`;
+  return `${degrees < 0 && units > 0 ? "-" : "+"}${two(whole)}\u00b0${two(minutes)}\u2032${sec}\u2033`;
+}
+
+// Plain links to other services at a position (opened by the user, never fetched here).
+function positionLinks(ra, dec) {
+  const pos = `${ra.toFixed(6)} ${dec >= 0 ? "+" : ""}${dec.toFixed(6)}`;
+  const q = encodeURIComponent;
+  return {
+    aladin: `https://aladin.cds.unistra.fr/AladinLite/?target=${q(pos)}&fov=0.1&survey=${q(hips)}`,
+    simbad: `https://simbad.cds.unistra.fr/simbad/sim-coo?Coord=${q(pos)}&CooFrame=ICRS&CooEpoch=2000&CooEqui=2000&Radius=1&Radius.unit=arcmin&submit=submit+query`,
+    ned: `https://ned.ipac.caltech.edu/conesearch?search_type=Near%20Position%20Search&in_csys=Equatorial&in_equinox=J2000&coordinates=${q(`${ra.toFixed(6)}d ${dec.toFixed(6)}d`)}&ra=${ra.toFixed(6)}&dec=${dec.toFixed(6)}&radius=1`,
+    legacy: `https://www.legacysurvey.org/viewer?ra=${ra.toFixed(6)}&dec=${dec.toFixed(6)}&zoom=14`,
+  };
 }
 
 function setStatus(text, error = false) {
@@ -17,52 +50,161 @@ function setStatus(text, error = false) {
   $("status").classList.toggle("error", error);
 }
 
-function card(result) {
+function card(result, index) {
   const node = $("card-template").content.firstElementChild.cloneNode(true);
+  const placed = result.ra !== null && result.ra !== undefined && result.dec !== null && result.dec !== undefined;
   node.dataset.id = result.id;
+  node.setAttribute("aria-label", `result ${index + 1}: ${result.name}`);
   node.querySelector(".thumb").src = `/api/thumb/${encodeURIComponent(result.id)}`;
-  node.querySelector(".thumb").alt = result.name;
+  node.querySelector(".thumb").alt = `thumbnail of ${result.name}`;
   node.querySelector(".name").textContent = result.name;
   node.querySelector(".name").title = result.source;
-  node.querySelector(".coords").textContent = `RA ${fmt(result.ra, 4)}\u00b0  Dec ${fmt(result.dec, 4)}\u00b0`;
+  node.querySelector(".deg").textContent = placed ? `RA ${fmt(result.ra, 4)}\u00b0  Dec ${fmt(result.dec, 4)}\u00b0` : "RA, Dec unknown (no WCS)";
+  node.querySelector(".hms").textContent = placed ? `${sexagesimal(result.ra, true)} ${sexagesimal(result.dec, false)}` : "";
   node.querySelector(".score").textContent = `score ${fmt(result.score, 3)}`;
   node.querySelector(".label").textContent = result.label ? `${result.label} (p ${fmt(result.probability, 2)})` : "unlabelled";
-  node.querySelector(".more").addEventListener("click", () => run({ like: result.id }, `sources like ${result.name}`));
+  const links = node.querySelector(".links");
+  if (placed) {
+    for (const [name, href] of Object.entries(positionLinks(result.ra, result.dec))) {
+      const a = links.querySelector(`.${name}`);
+      a.href = href;
+      a.setAttribute("aria-label", `${a.textContent} at the position of ${result.name} (new tab)`);
+    }
+  } else {
+    links.remove();
+  }
+  const more = () => search(withQuery({ like: result.id }), { push: true, what: `sources like ${result.name}` });
+  node.querySelector(".more").addEventListener("click", more);
+  node.querySelector(".more").setAttribute("aria-label", `more like ${result.name}`);
+  node.addEventListener("keydown", (event) => {
+    if (event.target !== node) return;  // keys on the card's own links and button act on those
+    if (event.key === "Enter") { event.preventDefault(); more(); }
+    else if (event.key === " ") { event.preventDefault(); select(node, result); }
+  });
+  node.addEventListener("click", (event) => { if (!event.target.closest("a, button")) select(node, result); });
   return node;
 }
 
-function show(results, what) {
+// A result chosen by a click (or Space): marked, and SAMP tools pointed at it when connected.
+function select(node, result) {
+  for (const other of document.querySelectorAll(".card.selected")) other.classList.remove("selected");
+  node.classList.add("selected");
+  if (result.ra !== null && result.ra !== undefined && sampConnected()) {
+    sampNotify("coord.pointAt.sky", { ra: String(result.ra), dec: String(result.dec) }, `pointed SAMP tools at ${result.name}`);
+  }
+}
+
+function show(query, results, what) {
+  shown = { query, results };
   $("results").replaceChildren(...results.map(card));
   setStatus(`${results.length} result${results.length === 1 ? "" : "s"}: ${what}`);
+  setExports(query);
+}
+
+function clearResults() {
+  shown = { query: null, results: [] };
+  $("results").replaceChildren();
+  setStatus("");
+  setExports(null);
+}
+
+// The export links and the SAMP button follow the query shown.
+function setExports(query) {
+  for (const [id, path] of [["export-csv", "/api/results.csv"], ["export-vot", "/api/results.vot"]]) {
+    if (query) { $(id).href = `${path}?${query}`; $(id).removeAttribute("aria-disabled"); }
+    else { $(id).removeAttribute("href"); $(id).setAttribute("aria-disabled", "true"); }
+  }
+  $("samp-send").disabled = !query;
 }
 
 async function fetchJSON(url, options) {
   const response = await fetch(url, options);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.detail || `${response.status} ${response.statusText}`);
-  return body;
+  return { body, response };
+}
+
+// -- the query and the URL -------------------------------------------------
+
+// The form's k and cone with one query ({text}, {like} or {upload}), as URL parameters.
+function withQuery(kind) {
+  const query = new URLSearchParams(kind);
+  query.set("k", $("k").value || "12");
+  const cone = CONE_FIELDS.map((id) => $(id).value.trim());
+  if (cone.every(Boolean)) {
+    CONE_FIELDS.forEach((id, i) => query.set(id, cone[i]));
+    if ($("frame").value !== "icrs") query.set("frame", $("frame").value);
+  }
+  return query;
+}
+
+// The query of a URL's parameters (only the known ones, in a fixed order), or null.
+function queryOf(params) {
+  const kind = QUERY_KINDS.find((key) => params.get(key));
+  if (!kind) return null;
+  const query = new URLSearchParams({ [kind]: params.get(kind) });
+  query.set("k", params.get("k") || "12");
+  for (const key of [...CONE_FIELDS, "frame"]) if (params.get(key)) query.set(key, params.get(key));
+  return query;
+}
+
+function describe(query, results) {
+  if (query.get("text")) return `\u201c${query.get("text")}\u201d`;
+  if (query.get("like")) {
+    const first = results[0];
+    const same = first && (first.id === query.get("like") || first.name === query.get("like"));
+    return `sources like ${same ? first.name : query.get("like")}`;
+  }
+  return "images like the uploaded image";
+}
+
+// Fill the form from a query, so that what is shown is what the form says.
+function fillForm(query) {
+  $("query").value = query ? query.get("text") || "" : "";
+  $("image").value = "";
+  $("k").value = (query && query.get("k")) || "12";
+  for (const id of CONE_FIELDS) $(id).value = (query && query.get(id)) || "";
+  $("frame").value = (query && query.get("frame")) || "icrs";
+  if (query && query.get("ra")) $("cone").open = true;
+}
+
+function remember(query, what, push) {
+  const url = `${location.pathname}?${query}`;
+  if (push && `?${query}` !== location.search) history.pushState({ what }, "", url);
+  else history.replaceState({ what }, "", url);
 }
 
 // One query at a time: a slower, older answer never replaces a newer one.
 let generation = 0;
 
-async function run(params, what) {
+async function search(query, { push = false, what = null } = {}) {
   const mine = ++generation;
-  setStatus(`searching ${what}\u2026`);
+  setStatus(`searching ${what || describe(query, [])}\u2026`);
   try {
-    let results;
-    if (params.file) {
-      const form = new FormData();
-      form.append("image", params.file);
-      form.append("k", $("k").value || "12");
-      for (const [key, value] of Object.entries(cone())) form.append(key, value);
-      results = await fetchJSON("/api/search", { method: "POST", body: form });
-    } else {
-      const query = new URLSearchParams({ ...params, k: $("k").value || "12", ...cone() });
-      results = await fetchJSON(`/api/search?${query}`);
-      history.replaceState(null, "", `?${new URLSearchParams(params)}`);
-    }
-    if (mine === generation) show(results, what);
+    const { body } = await fetchJSON(`/api/search?${query}`);
+    if (mine !== generation) return;
+    const label = what || describe(query, body);
+    remember(query, label, push);
+    show(query, body, label);
+  } catch (err) {
+    if (mine === generation) setStatus(err.message, true);
+  }
+}
+
+async function searchUpload(file) {
+  const mine = ++generation;
+  const what = `images like ${file.name}`;
+  setStatus(`searching ${what}\u2026`);
+  const form = new FormData();
+  form.append("image", file);
+  const fields = withQuery({ upload: "-" });
+  for (const [key, value] of fields) if (key !== "upload") form.append(key, value);
+  try {
+    const { body, response } = await fetchJSON("/api/search", { method: "POST", body: form });
+    if (mine !== generation) return;
+    fields.set("upload", response.headers.get("X-Radioalign-Upload"));
+    remember(fields, what, true);  // the server holds the upload: the URL reruns it while it does
+    show(fields, body, what);
   } catch (err) {
     if (mine === generation) setStatus(err.message, true);
   }
@@ -72,25 +214,75 @@ $("search-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const file = $("image").files[0];
   const text = $("query").value.trim();
-  if (file) run({ file }, `images like ${file.name}`);
-  else if (text) run({ text }, `\u201c${text}\u201d`);
+  if (file) searchUpload(file);
+  else if (text) search(withQuery({ text }), { push: true });
   else setStatus("type a description or choose an image", true);
 });
 
 $("image").addEventListener("change", () => { if ($("image").files[0]) $("query").value = ""; });
 $("query").addEventListener("input", () => { if ($("query").value) $("image").value = ""; });
 
+// Back and forward: show the query of the URL the browser went to.
+window.addEventListener("popstate", () => {
+  const query = queryOf(new URLSearchParams(location.search));
+  fillForm(query);
+  if (query) search(query, { what: history.state && history.state.what });  // this entry's own words
+  else { generation++; clearResults(); }
+});
+
+// -- SAMP ------------------------------------------------------------------
+
+let connector = null;
+
+function sampConnected() {
+  return Boolean(connector && connector.connection);
+}
+
+function sampConnector() {
+  if (!connector) {
+    connector = new samp.Connector("radioalign", {
+      "samp.name": "radioalign",
+      "samp.description.text": "radioalign search page: sources of a radio survey store found by text or image",
+      "samp.documentation.url": location.origin + "/",
+    });
+    window.addEventListener("pagehide", () => connector.unregister());
+  }
+  return connector;
+}
+
+// Send a message to every SAMP client (registering with the hub first if need be).
+function sampNotify(mtype, params, done) {
+  const noHub = (err) => setStatus(`no SAMP hub answered (${err}): start TOPCAT or Aladin, which run one, and try again`, true);
+  sampConnector().runWithConnection((connection) => {
+    connection.notifyAll([new samp.Message(mtype, params)],
+      (ids) => setStatus(`${done} (${ids.length} SAMP client${ids.length === 1 ? "" : "s"})`),
+      (err) => setStatus(`the SAMP hub refused the message: ${err}`, true));
+  }, noHub);
+}
+
+$("samp-send").addEventListener("click", () => {
+  if (!shown.query) return;
+  const url = new URL(`/api/results.vot?${shown.query}`, location.href).href;
+  const name = `radioalign: ${describe(shown.query, shown.results)}`;
+  sampNotify("table.load.votable", { url, "table-id": url, name }, `sent ${shown.results.length} results as a VOTable`);
+});
+
+// -- start -----------------------------------------------------------------
+
 async function start() {
+  $("scs-url").textContent = `${location.origin}/scs?`;
+  setExports(null);
   try {
-    const info = await fetchJSON("/api/info");
+    const { body: info } = await fetchJSON("/api/info");
     const model = info.adapter ? `${info.model} + ${info.adapter}` : info.model;
+    hips = info.hips || hips;
     $("info").textContent = `${info.sources} sources \u00b7 ${model} \u00b7 ${info.indexed ? "IVF-PQ index" : "exact search"} \u00b7 labels: ${info.prompts}`;
   } catch (err) {
     $("info").textContent = `the store cannot be read: ${err.message}`;
   }
-  const params = new URLSearchParams(location.search);  // a shared link reruns its query
-  if (params.get("text")) { $("query").value = params.get("text"); run({ text: params.get("text") }, `\u201c${params.get("text")}\u201d`); }
-  else if (params.get("like")) run({ like: params.get("like") }, `sources like ${params.get("like")}`);
+  const query = queryOf(new URLSearchParams(location.search));  // a shared link reruns its query
+  fillForm(query);
+  if (query) search(query, { what: history.state && history.state.what });  // kept across a reload
 }
 
 start();
