@@ -14,7 +14,7 @@ TIMEOUT  ?= 7200
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help setup paper test test-fast lab bench download references notebooks-index pdf clean
+.PHONY: help setup paper test test-fast lab bench download references notebooks-index controls-published pdf clean
 
 help:
 	@echo "make paper [PROFILE=paper|cpu|smoke]  run the numbered notebooks headless, write results/<profile>/"
@@ -26,6 +26,7 @@ help:
 	@echo "make download                        prefetch data, captions and model for offline nodes"
 	@echo "make references                      regenerate tests/notebooks/ (smoke profile)"
 	@echo "make notebooks-index                 rewrite the Colab cells and the README's notebook table"
+	@echo "make controls-published              measure the published-caption controls (offline) and regenerate their prose"
 	@echo "make pdf                             build the reproduction report in paper/"
 
 $(STAMP): pyproject.toml
@@ -75,6 +76,13 @@ references: $(STAMP)
 	$(BIN)/python -m radioalign.study.pipeline --references
 
 notebooks-index: $(STAMP)
+	$(BIN)/python -m radioalign.study.notebooks_index
+
+# The text-only baselines over 20 fold seeds and the caption audit on the authors' published
+# test captions (../shared or the downloaded files), offline, into
+# paper/measurements/controls_published.json; then the prose generated from it.
+controls-published: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m radioalign.study.published_controls
 	$(BIN)/python -m radioalign.study.notebooks_index
 
 pdf: $(STAMP)

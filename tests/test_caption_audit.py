@@ -59,6 +59,20 @@ LEXICON_CASES = [
     ("A bright source.", "position", False),  # "bright" is not "right"
     ("A fainter one to the upper-left.", "position", True),
     ("The western lobe is brighter.", "position", True),
+    # clause-level scope: commas, "but", "without"
+    ("No hotspots, but bright lobes.", "lobes", True),  # "but" opens a new clause
+    ("No hotspots, but bright lobes.", "hotspots", False),
+    ("No jets, lobes, or other sources are visible.", "lobes", False),  # a list across commas
+    ("No jets, lobes, or other sources are visible.", "extra_sources", False),
+    ("A bright core without jets, lobes or hotspots.", "hotspots", False),  # "A, B or C"
+    ("A bright core without jets, lobes or hotspots.", "lobes", False),
+    ("A bright core without jets, lobes or hotspots.", "core", True),  # before the negator
+    ("No distinct jets, separate central source, or other emissions are observed.", "core", False),
+    ("Without jets, two lobes extend to the north.", "lobes", True),  # a clause, not a list item
+    ("No jets, and a compact core.", "core", True),  # "A, and B" is no list
+    ("No jets, lobes", "lobes", True),  # nothing closes a list
+    ("The core is compact, without jets, but with two lobes.", "lobes", True),
+    ("The core is compact, without jets, but with two lobes.", "jets", False),
 ]
 
 

@@ -221,7 +221,7 @@ def test_write_control_needs_the_row_columns(results):
 
 def test_shuffled_and_seed_controls_get_compact_groups(results):
     shuffled = [_rows(model="full", tag=t, captions="curated", metric=m, modality=d, value=v, seed=42, variant=variant,
-                      evaluation="paired")
+                      evaluation="paired", epochs=6)
                 for t, variant, v in (("full-curated", "paired", 0.1), ("full-curated+withinclass", "withinclass", 0.05),
                                       ("full-curated|full-curated+withinclass", "paired-minus-withinclass", 0.05))
                 for m, d in (("recall@1", "image-text"), ("mean_cosine", "image-text"))]
@@ -234,12 +234,14 @@ def test_shuffled_and_seed_controls_get_compact_groups(results):
              for t, s, v in (("vision-curated", 42, 0.1), ("vision-curated_s1", 1, 0.3))]
     C.write_control(pd.DataFrame(seeds), "smoke", "seeds")
     md = C.write_controls_table("smoke")["controls.md"].read_text()
-    assert "| Full LoRA, curated: true pairs | 0.10 [0.40, 0.60] |" in md
-    assert "| Full LoRA, curated: shuffled within class | 0.05 [0.40, 0.60] |" in md
+    assert "| Full LoRA, curated: true pairs (6 epochs) | 0.10 [0.40, 0.60] |" in md
+    assert "| Full LoRA, curated: shuffled within class (6 epochs) | 0.05 [0.40, 0.60] |" in md, "the same epochs, shown"
     assert "| Full LoRA, curated: true − within class | +0.05 [+0.40, +0.60] |" in md
     assert "frozen, curated: true pairs" not in md, "a model without a shuffled run is not in the training group"
-    assert "| **Retrieval on permuted test pairs** | *R@1, across* |" in md and "| frozen, curated | 0.02 [0.40, 0.60] |" in md
-    assert "| Vision LoRA, curated (2 seeds) | 0.20 [0.10, 0.30] |" in md, "seeds: mean [lowest, highest]"
+    assert "| **Retrieval on permuted test pairs** | *R@1, true pairs* | *R@1, across* |" in md
+    assert "| frozen, curated | 0.02 [0.40, 0.60] | 0.02 [0.40, 0.60] |" in md
+    assert "| **Seed robustness** |" in md
+    assert "| Vision LoRA, curated | 0.20 ± 0.14 sd, 2 seeds |" in md, "seeds: mean ± sd, never an interval"
 
 
 def test_control_rows_join_metrics_csv_once(tmp_path, monkeypatch):

@@ -27,12 +27,11 @@ from radioalign.study.pairs import (
     fig_shuffled_pairs,
     permuted_test_rows,
     shuffled_metrics,
-    shuffled_cells,
     training_summary,
 )
-from radioalign.study.controls import write_control
+from radioalign.study.controls import format_cell, seed_cells, shuffled_test_cells, shuffled_training_cells, write_control
 from radioalign.study.profiles import finetune_config, get_profile
-from radioalign.study.seeds import SEED_COLUMNS, paired_seed_tests, seed_cells, seed_metrics, seed_summary, write_seed_outputs
+from radioalign.study.seeds import SEED_COLUMNS, holm, paired_seed_tests, seed_metrics, seed_summary, write_seed_outputs
 
 # ------------------------------------------------------------------------ shuffles
 
@@ -93,26 +92,26 @@ def test_chance_levels_hold_on_random_embeddings():
         assert abs(np.mean(values) - expected[metric]) < 4 * se + 1e-3, metric
 
 
-def test_permuted_test_captions_fall_to_chance():
-    """A well aligned bundle: across-permuted pairs lose Recall@1 and fall to the class
-    balance in class-level Recall@1; within-class permuted pairs lose Recall@1 only."""
+def test_permuted_test_captions_lose_recall_but_not_class_recall():
+    """A well aligned bundle: permuted pairs lose Recall@1 (a derangement keeps no true pair);
+    class-level Recall@1, a caption judged by its own class, keeps its unpermuted value under
+    either permutation, as it must (the same captions are retrieved)."""
     bundle = synthetic_bundle(20, 200, 16, noise=0.3)
     labels = bundle["labels_test"]
 
     def values(mode):
-        rows = (permuted_test_rows(bundle, "curated", mode, perm_seed=0, bootstrap=20, seed=0) if mode else
-                permuted_test_rows(bundle, "curated", "across", perm_seed=0, bootstrap=20, seed=0)[:0])  # fmt: skip
+        rows = permuted_test_rows(bundle, "curated", mode, perm_seed=0, bootstrap=20, seed=0)
         return {(r["metric"], r["modality"]): r["value"] for r in rows}
 
     from radioalign.metrics import evaluate_retrieval
 
     true = {(r["metric"], r["modality"]): r["value"] for r in evaluate_retrieval(bundle["image_test"], bundle["text_curated_test"], labels, bootstrap=20)}
     across, within = values("across"), values("withinclass")
-    chance = chance_levels(labels)
     assert true["recall@1", "image-text"] > 0.5 and true["class_recall@1", "image-text"] > 0.9
     assert across["recall@1", "image-text"] < 0.05 and within["recall@1", "image-text"] < 0.05
-    assert abs(across["class_recall@1", "i2t"] - chance["class_recall@1"]) < 0.1
-    assert within["class_recall@1", "image-text"] > 0.9, "within-class shuffling keeps the class signal"
+    for direction in ("image-text", "i2t", "t2i"):
+        assert across["class_recall@1", direction] == true["class_recall@1", direction]
+        assert within["class_recall@1", direction] == true["class_recall@1", direction]
 
 
 # ------------------------------------------------------------------------ tags
@@ -208,10 +207,13 @@ def test_shuffled_rows(controls_profile, tmp_path):
     assert len(fig.axes) == 2 and all(ax.lines for ax in fig.axes), "points and chance lines drawn"
     path = write_control(rows, controls_profile, "shuffled")
     assert path == tmp_path / "smoke" / "controls" / "shuffled.csv" and set(ROW_COLUMNS) <= set(pd.read_csv(path).columns)
-    cells = shuffled_cells(pd.read_csv(path)).set_index(["row", "column"])["value"]
-    assert cells["chance (no pairing information)", "Recall@1"] == pytest.approx(1 / 24, abs=1e-6)
-    assert cells["full LoRA, curated: true pairs − shuffled across classes", "Recall@1"] == pytest.approx(d, abs=1e-6)
-    assert ("full LoRA, curated: test captions shuffled within class", "class R@1") in cells.index
+    cells = shuffled_training_cells(pd.read_csv(path)).set_index(["row", "column"])["value"]
+    assert cells["chance (no pairing)", "Recall@1"] == pytest.approx(1 / 24, abs=1e-6)
+    assert cells["Full LoRA, curated: true − across", "Recall@1"] == pytest.approx(d, abs=1e-6)
+    permuted = shuffled_test_cells(pd.read_csv(path)).set_index(["row", "column"])["value"]
+    for t in ("frozen, curated", "full-curated, curated", "vision-control, control"):
+        true = permuted[t, "class R@1, true pairs"]
+        assert permuted[t, "class R@1, within class"] == pytest.approx(true) and permuted[t, "class R@1, across"] == pytest.approx(true)
 
 
 def test_seed_rows_summary_and_paired_test(controls_profile, tmp_path):
@@ -232,13 +234,15 @@ def test_seed_rows_summary_and_paired_test(controls_profile, tmp_path):
     assert t["k"] == 2 and "uninformative" in t["note"]
     written = write_seed_outputs(rows, controls_profile)
     text = written["seeds.md"].read_text()
-    assert "mean ± sd over seeds [42, 1]" in text and "uninformative" in text and "Recall@1" in text
+    assert "Seed robustness" in text and "mean ± sd over seeds [42, 1]" in text and "uninformative" in text
+    assert "Recall@1" in text and "sd, 2 seeds" in text and "Holm" in text
     assert (tmp_path / "smoke" / "controls" / "seeds" / "paired_tests.csv").is_file()
     cells = seed_cells(pd.read_csv(written["seeds.csv"])).set_index(["row", "column"])
-    assert cells.loc[("vision, curated: seed 42", "Recall@1"), "value"] == pytest.approx(per_seed[42], abs=1e-6)
-    mean = cells.loc[("vision, curated: mean ± sd over 2 seeds", "Recall@1")]
-    assert mean["value"] == pytest.approx(r["mean"], abs=1e-6) and mean["high"] - mean["value"] == pytest.approx(r["sd"], abs=1e-6)
-    assert ("full, curated − control: seed 42", "probe F1, images") in cells.index
+    mean = cells.loc[("Vision LoRA, curated", "Recall@1")]
+    assert mean["value"] == pytest.approx(r["mean"], abs=1e-6) and mean["sd"] == pytest.approx(r["sd"], abs=1e-6) and mean["k"] == 2
+    shown = format_cell(mean["value"], mean["low"], mean["high"], sd=mean["sd"], k=mean["k"])
+    assert shown == f"{r['mean']:.2f} ± {r['sd']:.2f} sd, 2 seeds" and "[" not in shown, "a spread is not printed as an interval"
+    assert ("Full LoRA, curated − control", "probe F1, images") in cells.index
 
 
 def test_paired_test_matches_scipy_with_three_seeds():
@@ -251,6 +255,7 @@ def test_paired_test_matches_scipy_with_three_seeds():
     t = paired_seed_tests(frame).iloc[0]
     ref = ttest_rel(cur, con)
     assert t["k"] == 3 and t["p"] == pytest.approx(ref.pvalue) and t["t"] == pytest.approx(ref.statistic)
+    assert t["p_holm"] == pytest.approx(ref.pvalue), "a family of one test is not adjusted"
     assert t["mean_diff"] == pytest.approx(np.mean(cur - con)) and t["note"] == ""
 
 
@@ -265,7 +270,7 @@ def test_run_one_trains_on_shuffled_captions_with_its_seed(tiny_siglip_dir, tmp_
     from radioalign.study.runs import run_one, training_captions
 
     monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
-    profile = get_profile("smoke", epochs=1, eval_epochs=(), batch_size=4)
+    profile = get_profile("smoke", epochs=4, patience=1, eval_epochs=(), batch_size=4)
 
     def split(n, seed):
         return SimpleNamespace(images=toy_images(n, seed), labels=np.arange(n) % 2, names=[f"s{seed}_{i}" for i in range(n)])
@@ -277,14 +282,45 @@ def test_run_one_trains_on_shuffled_captions_with_its_seed(tiny_siglip_dir, tmp_
     assert shuffled != texts["curated"]["train"] and np.array_equal(train.labels[perm], train.labels)
     assert training_captions(texts["control"]["train"], train.labels, "withinclass", 5)[1] == perm, "one permutation per seed"
     model, processor = load_tiny(tiny_siglip_dir)
-    run_one(profile, "full", "curated", train=train, test=test, texts=texts, model=model, processor=processor,
-            progress=False, seed=5, variant="withinclass")  # fmt: skip
+    common = dict(train=train, test=test, texts=texts, model=model, processor=processor, progress=False, seed=5)
+    with pytest.raises(FileNotFoundError, match="full-curated_s5"):
+        run_one(profile, "full", "curated", variant="withinclass", **common)  # its true run is not there yet
+    true = run_one(profile, "full", "curated", **common)
+    shuffled = run_one(profile, "full", "curated", variant="withinclass", **common)
     folder = run_dir("smoke", "full-curated+withinclass_s5")
     record = json.loads((folder / "shuffle.json").read_text())
     assert record["permutation"] == perm and record["seed"] == 5
-    assert json.loads((folder / "config.json").read_text())["seed"] == 5
+    assert record["matched_run"] == "full-curated_s5" and record["matched_epochs"] == true.epochs_run
+    config = json.loads((folder / "config.json").read_text())
+    assert config["seed"] == 5 and config["epochs"] == 4, "the schedule is planned over the profile's epochs"
+    assert config["epochs_run"] == shuffled.epochs_run == true.epochs_run, "as many epochs as the true run"
+    assert config["fixed_epochs"] == true.epochs_run and config["stamp"]["matched_epochs"] == true.epochs_run
     bundle = B.load_bundle(embeddings_file("smoke", "full-curated+withinclass_s5"))
     assert bundle["text_curated_train"].shape == (12, 32), "the bundle embeds the true captions"
-    assert B.available_bundles("smoke") == {} and list(B.control_bundles("smoke")) == ["full-curated+withinclass_s5"]
+    assert B.available_bundles("smoke") == {} and sorted(B.control_bundles("smoke")) == ["full-curated+withinclass_s5", "full-curated_s5"]
     with pytest.raises(ValueError, match="variant"):
         run_one(profile, "full", "curated", train=train, test=test, texts=texts, model=model, processor=processor, variant="x")
+
+
+def test_holm_adjustment():
+    """Holm's step-down: sorted p times (m, m - 1, ...), non-decreasing, capped at 1; NaN is outside the family."""
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
+    np.testing.assert_allclose(holm(p), [0.04, 0.09, np.nan, 0.09, 0.5])
+    assert np.isnan(holm([np.nan])).all() and holm([]).size == 0
+
+
+def test_shuffled_rows_use_the_profiles_seed_and_equal_table1(controls_profile):
+    """shuffled_metrics draws its resamples and probes from the profile's seed, as Table 1
+    (notebook 04: collect_metrics with seed = P.seed): every true-pair row equals Table 1's."""
+    from radioalign.study.tables import collect_metrics
+
+    table1 = collect_metrics("smoke", bootstrap=controls_profile.bootstrap, seed=controls_profile.seed, progress=False)
+    rows = shuffled_metrics(controls_profile)
+    true = rows[(rows["evaluation"] == "paired") & (rows["variant"] == "paired") & (rows["model"] != CHANCE)]
+    key = ["tag", "captions", "metric", "modality"]
+    merged = true.merge(table1, on=key, suffixes=("", "_t1"))
+    assert len(merged) == len(true) > 30, "every true-pair row is one of Table 1's"
+    for column in ("value", "low", "high"):
+        np.testing.assert_allclose(merged[column], merged[f"{column}_t1"], atol=1e-12, err_msg=column)
+    other = shuffled_metrics(controls_profile, seed=0)
+    assert not np.allclose(other.loc[other.index.isin(true.index), "low"], true["low"]), "another seed, other resamples"

@@ -208,9 +208,42 @@ def test_every_study_figure_draws_and_saves(bundles, results):
     study = [f for f in F.report_figures() if (f.function or "").startswith(f"{F.__name__}.")]
     assert set(drawn) == {f.key for f in study}
     for key, fig in drawn.items():
+        panels = [_panel(ax) for ax in fig.axes]
+        assert [p[0] for p in panels] == EXPECTED_PANELS[key], key  # titles, in order
+        for title, xlabel, ylabel, drawn_something, missing in panels:
+            assert drawn_something or missing or key == "fig2", (key, title)  # data, or says why not
+        for title, (xlabel, ylabel) in EXPECTED_LABELS.get(key, {}).items():
+            found = next(p for p in panels if p[0] == title)
+            assert (found[1], found[2]) == (xlabel, ylabel), (key, title)
         for p in F.save_figure(fig, key, "smoke", close=True):
             assert p.stat().st_size > 1000
     F.require_figures("smoke", study)
+
+
+def _panel(ax) -> tuple[str, str, str, bool, bool]:
+    """(title, x label, y label, whether it holds data, whether it says a bundle is missing)."""
+    data = bool(ax.collections or ax.lines or ax.patches or ax.images)
+    missing = any("no bundle" in t.get_text() for t in ax.texts)
+    return ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), data, missing
+
+
+EXPECTED_PANELS = {
+    "fig1": ["caption embeddings: cos(curated, control)", "image embeddings: runs on curated vs control"],
+    "fig1b": ["caption embeddings: cos(curated, control)", "image embeddings: runs on curated vs control"],
+    "fig2": ["FR-I\na", "FR-II\nb", "", ""],
+    "fig3": ["Frozen", "Vision LoRA", "Text LoRA", "Full LoRA"],
+    "fig4": ["frozen image embeddings", "frozen curated captions embeddings", "frozen control captions embeddings"],
+    "fig5": ["Text LoRA, curated: text", "Full LoRA, curated: text", "Full LoRA, curated: image", "Vision LoRA, curated: image",
+             "Text LoRA, control: text", "Full LoRA, control: text", "Full LoRA, control: image", "Vision LoRA, control: image"],
+    "fig5b": ["Vision LoRA, curated", "Text LoRA, curated", "Full LoRA, curated", "Vision LoRA, control", "Text LoRA, control",
+              "Full LoRA, control"],
+}
+EXPECTED_LABELS = {
+    "fig1": {"caption embeddings: cos(curated, control)": ("", "cosine per test item")},
+    "fig1b": {"caption embeddings: cos(curated, control)": ("fine-tuning stage", "mean cosine over test items"),
+              "image embeddings: runs on curated vs control": ("fine-tuning stage", "mean cosine over test items")},
+    "fig3": {"Frozen": ("cos(image, caption)", "test pairs"), "Full LoRA": ("cos(image, caption)", "")},
+}
 
 
 def test_figures_without_bundles_say_so():

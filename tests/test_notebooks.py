@@ -99,7 +99,8 @@ def test_colab_cells_and_readme_index_are_up_to_date():
 @pytest.fixture
 def project_copy(tmp_path) -> Path:
     """pyproject.toml, README.md and notebooks/, with the repository moved to a fork."""
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "paper/controls_text.md"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text((ROOT / name).read_text())
     (tmp_path / "notebooks").mkdir()
     for name in NOTEBOOKS:

@@ -167,7 +167,7 @@ def test_search_by_name_with_a_cone_as_csv(ingested, capsys):
     code = main(["search", "--store", str(ingested["store"]), "--like", "J0003", "--cone", str(target["ra"]),
                  str(target["dec"]), "60", "--format", "csv", "-k", "5"])  # fmt: skip
     lines = capsys.readouterr().out.strip().splitlines()
-    assert code == 0 and lines[0] == "id,name,ra,dec,score,source"
+    assert code == 0 and lines[0] == "id,name,ra,dec,score,source,label,probability,p_FR_I,p_FR_II"  # classified above
     assert len(lines) == 2 and lines[1].startswith(target["id"] + ",J0003,")  # only the source itself lies within 60"
 
 

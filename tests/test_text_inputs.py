@@ -8,6 +8,8 @@ and the mask changes what the real tokens attend to.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -110,3 +112,41 @@ def test_training_takes_the_authors_text_inputs_by_default(tiny, tmp_path):
     with pytest.raises(ValueError, match="padding_side"):
         finetune(model, processor, images, texts, output_dir=tmp_path / "d", **{**common, "padding_side": "up"})
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("scope", ["vision", "text", "full"])
+def test_paper_profile_validation_loss_is_the_unmasked_loss(tiny, tmp_path, scope):
+    """With the paper profile's settings the validation loss (what early stopping watches) is
+    the loss from token ids alone, as the authors' ``prediction_step`` computed it, while
+    training keeps the mask; ``eval_attention_mask=True`` gives the masked loss."""
+    from dataclasses import replace
+
+    import torch
+
+    from radioalign.model import base_model, preprocess
+    from radioalign.study.profiles import finetune_config, get_profile
+    from radioalign.train import batch_loss, finetune
+    from tiny_siglip import toy_captions, toy_images
+
+    model, processor = tiny
+    assert text_processing(processor)["returns_attention_mask"], "without a mask there is nothing to test"
+    images, texts = toy_images(20, seed=2), toy_captions(20)
+    config = replace(finetune_config(get_profile("paper"), scope, "curated"), epochs=1, batch_size=8, grad_accum=1)
+    assert config.eval_attention_mask is False and config.train_attention_mask is None
+    run = finetune(model, processor, images[:12], texts[:12], images[12:], texts[12:], output_dir=tmp_path / "a",
+                   config=config, progress=False)  # fmt: skip
+    trained = run.model  # one epoch, the last model: the weights the validation loss saw
+    ids, mask = tokenize(processor, texts[12:], text_max_length(model), padding_side="right", return_attention_mask=True)
+    pixels = preprocess(images[12:], mode=config.preprocessing, size=int(base_model(trained).config.vision_config.image_size))
+    with torch.no_grad():
+        unmasked = batch_loss(trained.eval(), pixels, ids).item()
+        masked = batch_loss(trained, pixels, ids, mask).item()
+    assert abs(masked - unmasked) > 1e-4, "the mask changes the loss of short captions"
+    assert run.history[0]["val_loss"] == pytest.approx(unmasked, rel=1e-5, abs=1e-6)
+    record = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert record["train_attention_mask_used"] is True and record["val_attention_mask_used"] is False
+    masked_run = finetune(model, processor, images[:12], texts[:12], images[12:], texts[12:], output_dir=tmp_path / "b",
+                          config=replace(config, eval_attention_mask=True), progress=False)  # fmt: skip
+    with torch.no_grad():
+        expected = batch_loss(masked_run.model.eval(), pixels, ids, mask).item()
+    assert masked_run.history[0]["val_loss"] == pytest.approx(expected, rel=1e-5, abs=1e-6)

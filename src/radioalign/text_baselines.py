@@ -272,14 +272,15 @@ def _summarise(rows: list[dict[str, Any]], probe: str, seed: int) -> dict[str, A
     }
 
 
-def cross_validated_f1(features, labels, folds: int = 5, seed: int = 0, probe: str = "sklearn") -> dict[str, Any]:
+def cross_validated_f1(features, labels, folds: int = 5, seed: int = 0, probe: str = "sklearn",
+                       probe_seed: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Stratified ``folds``-fold cross-validated F1 of a probe on fixed features.
 
     Returns ``{"probe", "seed", "folds": DataFrame(fold, n_train, n_test, f1_binary,
     f1_macro), "f1_binary", "f1_binary_sd", "f1_macro", "f1_macro_sd"}``: means and
     sample standard deviations over the folds. Folds come from
-    ``StratifiedKFold(folds, shuffle=True, random_state=seed)``; the paper probe is
-    seeded with ``seed`` too.
+    ``StratifiedKFold(folds, shuffle=True, random_state=seed)``; the probes are seeded
+    with ``probe_seed`` (None: ``seed`` too), so fold and probe seeds can vary apart.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -291,13 +292,14 @@ def cross_validated_f1(features, labels, folds: int = 5, seed: int = 0, probe: s
         raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
     rows = []
     for k, (train, test) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)):
-        predictions = _predict(probe, x[train], y[train], x[test], seed)
+        predictions = _predict(probe, x[train], y[train], x[test], seed if probe_seed is None else probe_seed)
         rows.append({"fold": k, "n_train": len(train), "n_test": len(test), **_fold_f1(y[test], predictions)})
     return _summarise(rows, probe, seed)
 
 
 def cross_validated_text_f1(
-    texts: Sequence[str], labels, encoder: str | os.PathLike = "tfidf", folds: int = 5, seed: int = 0, probe: str = "sklearn"
+    texts: Sequence[str], labels, encoder: str | os.PathLike = "tfidf", folds: int = 5, seed: int = 0, probe: str = "sklearn",
+    probe_seed: int | None = None,
 ) -> dict[str, Any]:
     """Like :func:`cross_validated_f1` on ``text_only_features``, but TF-IDF is refitted on
     each training fold (held-out words never enter the vocabulary or idf). A pretrained
@@ -309,13 +311,13 @@ def cross_validated_text_f1(
     if probe not in PROBES:
         raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
     if str(encoder) != "tfidf":
-        return cross_validated_f1(text_only_features(texts, encoder), y, folds=folds, seed=seed, probe=probe)
+        return cross_validated_f1(text_only_features(texts, encoder), y, folds=folds, seed=seed, probe=probe, probe_seed=probe_seed)
     rows = []
     for k, (train, test) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)):
         fit = [texts[i] for i in train]
         train_x = text_only_features(fit, "tfidf")
         test_x = text_only_features([texts[i] for i in test], "tfidf", fit_texts=fit)
-        predictions = _predict(probe, train_x, y[train], test_x, seed)
+        predictions = _predict(probe, train_x, y[train], test_x, seed if probe_seed is None else probe_seed)
         rows.append({"fold": k, "n_train": len(train), "n_test": len(test), **_fold_f1(y[test], predictions)})
     return _summarise(rows, probe, seed)
 

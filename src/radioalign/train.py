@@ -12,7 +12,9 @@ Face ``Trainer`` with its defaults:
 - at most 50 epochs, early stopping when the validation loss has not improved for 5
   epochs, and the *last* model is kept (``restore_best=True`` keeps the best);
 - validation: a random 15 % of the training items, seed 42, in the order of the
-  authors' ``random_split`` subsets (``data.validation_split(..., sort=False)``).
+  authors' ``random_split`` subsets (``data.validation_split(..., sort=False)``); its loss
+  from token ids without the attention mask, as their ``prediction_step`` computed it
+  (training passes the mask the processor returns, as their ``model(**inputs)`` did).
 
 In a single-tower run (``scope`` ``"vision"`` or ``"text"``) the other tower carries no
 adapter and no dropout, so its outputs are the same at every step: they are computed
@@ -115,7 +117,12 @@ class FinetuneConfig:
     Text inputs, each the authors' choice by default: ``padding_side`` (``"right"``, SigLIP's
     pre-training layout); ``train_attention_mask`` (``None``: pass the mask exactly when
     the processor returns one, as their training passed ``model(**processor(...))``);
-    ``eval_attention_mask`` (``False``: ids only, as their evaluation did).
+    ``eval_attention_mask`` (``False``: ids only, as their evaluation did): both the
+    validation loss and the evaluation embeddings; the authors' ``prediction_step`` passed
+    only ``pixel_values`` and ``input_ids``, so their validation loss, which early stopping
+    watches, saw no mask even though their training did.
+    ``fixed_epochs``: train exactly this many epochs (early stopping off; the learning-rate
+    schedule is still planned over ``epochs``), so a control run can match another run's length.
     """
 
     scope: str
@@ -143,6 +150,7 @@ class FinetuneConfig:
     padding_side: str = "right"
     train_attention_mask: bool | None = None
     eval_attention_mask: bool = False
+    fixed_epochs: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -157,6 +165,8 @@ class FinetuneConfig:
             raise ValueError(f"unknown scope {self.scope!r}; choose one of {SCOPES}")
         if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1 or self.r < 1:
             raise ValueError("batch_size, grad_accum, epochs and r must be >= 1")
+        if self.fixed_epochs is not None and not 1 <= self.fixed_epochs <= self.epochs:
+            raise ValueError(f"fixed_epochs must be between 1 and epochs={self.epochs}, not {self.fixed_epochs!r}")
         if self.patience < 0 or self.lr < 0 or self.weight_decay < 0 or not self.max_grad_norm > 0:
             raise ValueError("patience, lr and weight_decay must be >= 0, max_grad_norm > 0")
         if not 0.0 < self.val_fraction < 1.0:
@@ -312,15 +322,28 @@ def train_attention_mask(processor, config: FinetuneConfig) -> bool:
     return text_processing(processor)["returns_attention_mask"]
 
 
-def make_pairs(model, processor, images: np.ndarray, texts: Sequence[str], config: FinetuneConfig, device) -> Pairs:
+def make_pairs(model, processor, images: np.ndarray, texts: Sequence[str], config: FinetuneConfig, device,
+               *, with_mask: bool) -> Pairs:  # fmt: skip
     """Tokenised pairs (padded to the text tower's length on ``config.padding_side``, with the
-    attention mask when :func:`train_attention_mask`) for ``model``."""
+    attention mask when ``with_mask``) for ``model``."""
     siglip = base_model(model)
     ids, mask = tokenize(processor, list(texts), text_max_length(siglip), lowercase=config.lowercase,
                          padding_side=config.padding_side, return_attention_mask=True)  # fmt: skip
-    mask = mask if train_attention_mask(processor, config) else None
+    mask = mask if with_mask else None
     size = int(siglip.config.vision_config.image_size)
     return Pairs(images, ids, config.preprocessing, size, torch.device(device), mask=mask)
+
+
+def run_pairs(model, processor, split: Split, config: FinetuneConfig, device, tower, amp_dtype) -> tuple[Pairs, Pairs]:
+    """The training and validation :class:`Pairs` of a run, each with the frozen tower's
+    outputs when ``tower``. Training passes the mask when :func:`train_attention_mask` (the
+    authors' ``model(**inputs)``); validation only with ``config.eval_attention_mask``, ids
+    alone by default, as the authors' ``prediction_step`` computed the loss early stopping watches."""
+    train = make_pairs(model, processor, split.train_images, split.train_texts, config, device,
+                       with_mask=train_attention_mask(processor, config))  # fmt: skip
+    val = make_pairs(model, processor, split.val_images, split.val_texts, config, device, with_mask=config.eval_attention_mask)
+    return (with_frozen_features(model, train, tower, config.batch_size, amp_dtype),
+            with_frozen_features(model, val, tower, config.batch_size, amp_dtype))  # fmt: skip
 
 
 def frozen_tower(model, scope: str) -> str | None:
@@ -472,7 +495,10 @@ class TrainState:
             self.best_state = _trainable_state(model) if config.restore_best else None
         else:
             self.bad_epochs += 1
-        self.stopped = config.patience > 0 and self.bad_epochs >= config.patience
+        if config.fixed_epochs is not None:
+            self.stopped = epoch >= config.fixed_epochs
+        else:
+            self.stopped = config.patience > 0 and self.bad_epochs >= config.patience
         return entry
 
 
@@ -556,6 +582,7 @@ def run_key(config: FinetuneConfig, precision: str, model, split: Split) -> str:
     settings = {k: v for k, v in config.to_dict().items() if k not in ("eval_epochs", "embed_dtype")}
     record = {
         **settings, "mixed_precision": precision, "val_source": split.val_source, "base": model_fingerprint(model),
+        "validation_text_inputs": "input_ids+attention_mask" if config.eval_attention_mask else "input_ids",
         "train": _digest(split.train_images, split.train_texts), "val": _digest(split.val_images, split.val_texts),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
@@ -594,16 +621,16 @@ def saved_stages(output_dir: Path, config: FinetuneConfig, history: Sequence[dic
     return stages
 
 
-def run_record(config, precision, split: Split, model, device, tower, stamp_profile) -> dict:
+def run_record(config, precision, split: Split, model, device, tower, stamp_profile, stamp_extra=None) -> dict:
     """The content of ``config.json``: the settings, the data sizes and validation indices,
-    the model, the device and a provenance stamp (``provenance.stamp(stamp_profile)``)."""
+    the model, the device and a provenance stamp (``provenance.stamp(stamp_profile, **stamp_extra)``)."""
     return {
         **config.to_dict(), "mixed_precision": precision, "val_source": split.val_source,
         "val_indices": None if split.val_indices is None else split.val_indices.tolist(),
         "n_train": len(split.train_images), "n_val": len(split.val_images),
         "steps_per_epoch": steps_per_epoch(len(split.train_images), config), "frozen_tower_cached": tower,
         "trainable_percent": trainable_fraction(model), "model": getattr(base_model(model).config, "_name_or_path", ""),
-        "device": str(device), "stamp": stamp(stamp_profile),
+        "device": str(device), "stamp": stamp(stamp_profile, **dict(stamp_extra or {})),
     }  # fmt: skip
 
 
@@ -651,6 +678,7 @@ def finetune(
     resume: bool = True,
     max_epochs_this_call: int | None = None,
     stamp_profile=None,
+    stamp_extra: Mapping[str, Any] | None = None,
     progress: bool = True,
     **settings: Any,
 ) -> FinetuneResult:
@@ -665,8 +693,8 @@ def finetune(
     ``eval_epochs`` and at the end (``result.embeddings``, ``output_dir/embeddings/``).
     ``resume``: continue from ``output_dir/checkpoint.pt`` when it is this run's.
     ``max_epochs_this_call``: stop after that many epochs (``result.completed`` is False).
-    ``stamp_profile`` is recorded in ``config.json``'s provenance stamp. Every setting and
-    input is checked before anything is written.
+    ``stamp_profile`` (and the fields of ``stamp_extra``) are recorded in ``config.json``'s
+    provenance stamp. Every setting and input is checked before anything is written.
     """
     config = replace(config, **settings) if config is not None else FinetuneConfig(**settings)
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -679,10 +707,7 @@ def finetune(
 
     model = lora_model(model, config, device)
     tower = frozen_tower(model, config.scope) if config.cache_frozen_tower else None
-    train = with_frozen_features(model, make_pairs(model, processor, split.train_images, split.train_texts, config, device),
-                                 tower, config.batch_size, amp_dtype)  # fmt: skip
-    val = with_frozen_features(model, make_pairs(model, processor, split.val_images, split.val_texts, config, device),
-                               tower, config.batch_size, amp_dtype)  # fmt: skip
+    train, val = run_pairs(model, processor, split, config, device, tower, amp_dtype)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch(len(train), config) * config.epochs)
     scaler = make_scaler(precision)
@@ -692,8 +717,9 @@ def finetune(
     (output_dir / "embeddings").mkdir(parents=True, exist_ok=True)
     ckpt = output_dir / CHECKPOINT
     state = (load_checkpoint(ckpt, key, model, optimizer, scheduler, scaler, generator) if resume else None) or TrainState()
-    record = run_record(config, precision, split, model, device, tower, stamp_profile)
+    record = run_record(config, precision, split, model, device, tower, stamp_profile, stamp_extra)
     record["train_attention_mask_used"] = train.mask is not None
+    record["val_attention_mask_used"] = val.mask is not None
     _write_json(output_dir / "config.json", record)
 
     eval_sets = dict(eval_sets or {})

@@ -52,11 +52,18 @@ A match is negated, and does not count, when
   detected/apparent/discernible/identifiable/distinguishable/resolved/found" or
   "... absent/missing": "jets are not visible", "lobes are absent".
 
-A clause starts after ``. ; : ! ? , ( )`` or one of ``but, while, whereas, although,
+A clause starts after ``. ; : ! ? ( )`` or one of ``but, while, whereas, although,
 though, however, yet, except``, so "No jets are visible, but two lobes ..." keeps its
-lobes. "The lobes are not well-defined" still has lobes (poor definition is not
-absence). The rule is deliberately simple: lists that run across commas ("no jets,
-lobes, or other sources") are negated only up to the first comma.
+lobes. Within a clause, commas split it into segments, and a negator's scope is its own
+segment, extended over the segments that follow only while they form a list it governs
+(:func:`_list_length`): short items (at most ``LIST_ITEM_WORDS`` words besides ``and``,
+``or``, ``nor``) up to the item that closes the list, one starting with ``and/or/nor``
+after at least one plain item ("no jets, lobes, or other sources") or one holding
+``and/or/nor`` inside ("without jets, lobes or hotspots"). So "No distinct jets,
+separate central source, or other emissions are observed" negates the core, while
+"without jets, two lobes extend to the north" (a longer segment) and "no jets, and a
+compact core" (a two-item "A, and B" is not a list) keep theirs. "The lobes are not
+well-defined" still has lobes (poor definition is not absence).
 
 Statistics
 ----------
@@ -95,7 +102,9 @@ import pandas as pd
 CLASS_NAMES = {0: "FR-I", 1: "FR-II"}
 NEGATORS = frozenset({"no", "not", "without", "lacks", "lacking", "lack", "absent", "neither", "nor", "none", "never", "cannot"})
 NEGATION_WINDOW = 8  # words before a match, within its clause
-_CLAUSE_BREAK = re.compile(r"[.;:!?,()]|\b(?:but|while|whereas|although|though|however|yet|except)\b", re.I)
+LIST_ITEM_WORDS = 5  # words of a list item a negator's scope runs across commas for
+LIST_JOINS = frozenset({"and", "or", "nor"})
+_CLAUSE_BREAK = re.compile(r"[.;:!?()]|\b(?:but|while|whereas|although|though|however|yet|except)\b", re.I)
 _WORDS = re.compile(r"[\w'’-]+")
 _POST_NEGATION = re.compile(
     r"^[^.;:!?,()]{0,40}?\b(?:is|are|was|were|appears?|seems?|remains?)\s+(?:"
@@ -216,13 +225,39 @@ _COMPILED = {name: (a.compiled(), re.compile(a.not_after, re.I) if a.not_after e
 # --------------------------------------------------------------------------- lexicon
 
 
+def _negates(words: Sequence[str]) -> bool:
+    return any(w.lower() in NEGATORS or w.lower().endswith(("n't", "n’t")) for w in words[-NEGATION_WINDOW:])
+
+
+def _list_length(segments: Sequence[str]) -> int:
+    """How many of the comma-separated ``segments`` after a negator's own segment continue a
+    list it governs (0: none): short items up to the closing one, which starts with
+    ``and/or/nor`` (after at least one plain item) or holds one inside."""
+    for k, segment in enumerate(segments):
+        words = [w.lower() for w in _WORDS.findall(segment)]
+        if not words or sum(w not in LIST_JOINS for w in words) > LIST_ITEM_WORDS:
+            return 0
+        if words[0] in LIST_JOINS:
+            return k + 1 if k >= 1 else 0  # "no A, and B": a two-item list takes no comma
+        if any(w in LIST_JOINS for w in words[1:]):
+            return k + 1
+    return 0
+
+
 def is_negated(text: str, start: int, end: int) -> bool:
     """Whether the match ``text[start:end]`` is negated (the rule in the module docstring)."""
     before = text[:start]
     clause_start = max((m.end() for m in _CLAUSE_BREAK.finditer(before)), default=0)
-    window = _WORDS.findall(before[clause_start:])[-NEGATION_WINDOW:]
-    if any(w.lower() in NEGATORS or w.lower().endswith(("n't", "n’t")) for w in window):
+    following = _CLAUSE_BREAK.search(text, end)
+    clause_end = following.start() if following else len(text)
+    segments = before[clause_start:].split(",")  # the last one ends at the match
+    if _negates(_WORDS.findall(segments[-1])):
         return True
+    whole = text[clause_start:clause_end].split(",")  # the clause's segments, the match's at len(segments) - 1
+    here = len(segments) - 1
+    for j in range(here - 1, -1, -1):
+        if _negates(_WORDS.findall(whole[j])):
+            return here - j <= _list_length(whole[j + 1 :])
     return bool(_POST_NEGATION.match(text[end:]))
 
 

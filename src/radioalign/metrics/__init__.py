@@ -47,6 +47,7 @@ from .retrieval import (
     pair_cosines,
     pair_ranks,
     recall_at_k,
+    recentred,
     retrieval_hits,
     similarity_matrix,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "probe_f1_replicates",
     "probe_predictions",
     "recall_at_k",
+    "recentred",
     "retrieval_hits",
     "similarity_matrix",
     "single_thread",

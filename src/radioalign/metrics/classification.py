@@ -8,10 +8,11 @@ Definitions (REFERENCE §4; the authors' ``finetune_image_text.py`` at commit ``
   of the last 10 steps the test set is predicted (arg-max) and scored; the reported F1
   is the mean of these 10 scores. Binary F1 has FR-II (label 1) as the positive class.
   Features go in as given: the authors' code fed the raw (unnormalised) pooled SigLIP
-  features, and so do we. The authors used ``torch.nn.Linear`` after
-  ``torch.manual_seed(seed)``; this is a numpy port in float32 that draws the very same
-  initial layer (torch's MT19937 stream and its uniform transform, see
-  :func:`torch_linear_init`) and follows torch's Adam update, so its predictions match
+  features, and so do we. The authors drew a ``torch.nn.Linear`` from torch's global
+  generator, never seeded for the probe (the deviation registry's "Linear-probe seeding");
+  here the layer is the one ``torch.manual_seed(seed); torch.nn.Linear`` draws, through a
+  numpy port in float32 (torch's MT19937 stream and its uniform transform, see
+  :func:`torch_linear_init`) that follows torch's Adam update, so its predictions match
   torch's (tests compare them) without importing torch.
 * ``protocol="sklearn"``: a standard probe, standardised features and a logistic
   regression whose L2 strength is chosen by stratified 5-fold cross-validation (log

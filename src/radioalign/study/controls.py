@@ -32,8 +32,10 @@ from .evaluation import ROW_COLUMNS
 from .layout import results_dir
 from .tables import _tex_escape
 
-Cells = pd.DataFrame  # columns: row, column, value, low, high (one row per table cell)
+Cells = pd.DataFrame  # columns: row, column, value, low, high[, sd, k] (one row per table cell)
 CELL_COLUMNS = ["row", "column", "value", "low", "high"]
+# A cell with ``sd`` and ``k`` is a spread over k seeds ("0.91 ± 0.02 sd, 5 seeds"), printed
+# differently from an interval ("0.91 [0.88, 0.94]") so that the two are never confused.
 
 
 def controls_dir(profile: str) -> Path:
@@ -65,11 +67,13 @@ def read_controls(profile: str) -> dict[str, pd.DataFrame]:
 # ---------------------------------------------------------------------- the groups
 
 
-def _cells(frame: pd.DataFrame, row: Callable[[pd.Series], str], column: Callable[[pd.Series], str]) -> Cells:
+def _cells(frame: pd.DataFrame, row: Callable[[pd.Series], str], column: Callable[[pd.Series], str],
+           extra: Sequence[str] = ()) -> Cells:  # fmt: skip
     if frame.empty:
-        return pd.DataFrame(columns=CELL_COLUMNS)
+        return pd.DataFrame(columns=CELL_COLUMNS + list(extra))
     out = pd.DataFrame({"row": frame.apply(row, axis=1), "column": frame.apply(column, axis=1),
-                        "value": frame["value"], "low": frame["low"], "high": frame["high"]})  # fmt: skip
+                        "value": frame["value"], "low": frame["low"], "high": frame["high"],
+                        **{c: frame[c] for c in extra}})  # fmt: skip
     return out.drop_duplicates(["row", "column"], keep="first")
 
 
@@ -194,7 +198,8 @@ def _run_label(r) -> str:
 
 def shuffled_training_cells(frame: pd.DataFrame) -> Cells:
     """The runs trained on shuffled captions beside the run on the true pairs they shuffle
-    and the paired differences, all scored on the true test pairs; the chance levels."""
+    (each row with the epochs it trained: the same for a run and its controls) and the paired
+    differences, all scored on the true test pairs; the chance levels."""
     f = frame.assign(variant=frame.get("variant", "paired"), evaluation=frame.get("evaluation", "paired"))
     f = f.assign(variant=f["variant"].fillna(""), evaluation=f["evaluation"].fillna(""))
     shuffled = [parse_tag(str(t)) for t in f.loc[~f["variant"].isin(["paired", ""]), "tag"]]
@@ -206,23 +211,34 @@ def shuffled_training_cells(frame: pd.DataFrame) -> Cells:
                        _variant=f["variant"].map(lambda v: order.index(v) if v in order else len(order)))
     f = f.sort_values(["_chance", "_captions", "_variant"], kind="stable")
     cells = _cells(f, lambda r: "chance (no pairing)" if r["model"] == "chance" else
-                   f"{_run_label(r)}: {VARIANT_LABELS.get(r['variant'], r['variant'])}",
+                   f"{_run_label(r)}: {VARIANT_LABELS.get(r['variant'], r['variant'])}{_epochs(r)}",
                    lambda r: HEADLINE.get((r["metric"], r["modality"]), ""))  # fmt: skip
     return cells[cells["column"].isin([HEADLINE[k] for k in SHUFFLE_COLUMNS])]
 
 
+def _epochs(r) -> str:
+    """`` (N epochs)`` for a trained run's row (not for a difference: both runs trained alike)."""
+    epochs = r.get("epochs", np.nan)
+    if pd.isna(epochs) or "-minus-" in str(r.get("variant", "")):
+        return ""
+    return f" ({int(epochs)} epoch{'s' if int(epochs) != 1 else ''})"
+
+
 SHUFFLE_COLUMNS = (("recall@1", "image-text"), ("class_recall@1", "image-text"), ("linear_probe_f1", "image"), ("knn_f1", "image"))
-PERMUTED_COLUMNS = {("recall@1", "withinclass"): "R@1, within class", ("recall@1", "across"): "R@1, across",
+PERMUTED_COLUMNS = {("recall@1", "paired"): "R@1, true pairs", ("recall@1", "withinclass"): "R@1, within class",
+                    ("recall@1", "across"): "R@1, across", ("class_recall@1", "paired"): "class R@1, true pairs",
                     ("class_recall@1", "withinclass"): "class R@1, within class", ("class_recall@1", "across"): "class R@1, across"}  # fmt: skip
 
 
 def shuffled_test_cells(frame: pd.DataFrame) -> Cells:
-    """Each Table 1 model's retrieval with its test captions permuted within class and across
-    classes (the models trained on true pairs only; their true-pair values are Table 1's)."""
+    """Each Table 1 model's retrieval on its true test pairs (Table 1's values) and with its
+    test captions permuted within class and across classes, a caption keeping its own class
+    (the models trained on true pairs only)."""
     if "evaluation" not in frame.columns:
         return pd.DataFrame(columns=CELL_COLUMNS)
     f = frame[(frame["modality"] == "image-text") & ((frame.get("variant", "paired") == "paired") | (frame["model"] == "chance"))]
     f = f[[(m, e) in PERMUTED_COLUMNS for m, e in zip(f["metric"], f["evaluation"])]]
+    f = f[~((f["model"] == "chance") & (f["evaluation"] == "paired"))]
     f = f[f["evaluation"].isin(["withinclass", "across"]).groupby(f["tag"]).transform("any")]  # models with a permuted test
     return _cells(f, lambda r: "chance (no pairing)" if r["model"] == "chance" else f"{r['tag']}, {_text(r['captions'])}",
                   lambda r: PERMUTED_COLUMNS[r["metric"], r["evaluation"]])
@@ -232,8 +248,9 @@ SEED_COLUMNS = (("linear_probe_f1", "image"), ("linear_probe_f1", "text"), ("rec
 
 
 def seed_cells(frame: pd.DataFrame) -> Cells:
-    """Per model and caption set (differences included): the mean over the training seeds,
-    with the lowest and highest seed's value in place of an interval."""
+    """Per model and caption set (differences included): the mean over the training seeds
+    with the sample sd and the number of seeds (cells print "mean ± sd sd, k seeds", not an
+    interval; ``low``/``high`` hold the lowest and highest seed's value)."""
     if "seed" not in frame.columns:
         return headline_cells(frame)
     f = frame[[(m, d) in SEED_COLUMNS for m, d in zip(frame["metric"], frame["modality"])]]
@@ -241,10 +258,9 @@ def seed_cells(frame: pd.DataFrame) -> Cells:
     if f.empty:
         return pd.DataFrame(columns=CELL_COLUMNS)
     g = f.groupby(["model", "captions", "metric", "modality"], sort=False)
-    stats = g["value"].agg(value="mean", low="min", high="max", seeds="nunique").reset_index()
-    stats["seeds"] = g["seed"].nunique().to_numpy()
-    return _cells(stats, lambda r: f"{_run_label(r)} ({r['seeds']} seed{'s' if r['seeds'] != 1 else ''})",
-                  lambda r: HEADLINE.get((r["metric"], r["modality"]), r["metric"]))
+    stats = g["value"].agg(value="mean", low="min", high="max", sd=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan).reset_index()
+    stats["k"] = g["seed"].nunique().to_numpy()
+    return _cells(stats, _run_label, lambda r: HEADLINE.get((r["metric"], r["modality"]), r["metric"]), extra=("sd", "k"))
 
 
 @dataclass(frozen=True)
@@ -285,16 +301,21 @@ GROUPS: tuple[Group, ...] = (
           tta_cells),
     Group("shuffled", "Fine-tuning on shuffled image–caption pairs", "shuffled", "08_pairs_and_seeds",
           "Full LoRA trained on captions permuted within class (the class words kept, the instance lost) or across "
-          "classes (both lost), scored on the true test pairs, beside the run on the true pairs and the paired "
-          "differences (true − shuffled). Chance: Recall@k = k/n, class R@1 = the class balance.",
+          "classes (both lost) for as many epochs as the run on the true pairs (in parentheses; same learning-rate "
+          "schedule, no early stopping), scored on the true test pairs, beside that run and the paired differences "
+          "(true − shuffled). Chance: Recall@k = k/n, class R@1 = the class balance.",
           shuffled_training_cells),
     Group("permuted", "Retrieval on permuted test pairs", "shuffled", "08_pairs_and_seeds",
-          "Each model trained on the true pairs, scored with its test captions permuted within class or across "
-          "classes: Recall@1 must fall to chance under both, class-level Recall@1 only across classes.",
+          "Each model trained on the true pairs, scored on its true test pairs (Table 1's values) and with its test "
+          "captions permuted within class or across classes (derangements: no true pair left). A retrieved caption is "
+          "judged by its own class, so class-level Recall@1 cannot change under any permutation (the same captions "
+          "are retrieved): equal columns check the metric, they are not a finding. Recall@1 falls to chance (1/n) "
+          "or below.",
           shuffled_test_cells),
-    Group("seeds", "Training seeds", "seeds", "08_pairs_and_seeds",
-          "The LoRA runs trained with other seeds: the mean over the seeds, [lowest, highest seed] (not an "
-          "interval over test items); 'curated − control' rows pair the runs of each seed.",
+    Group("seeds", "Seed robustness", "seeds", "08_pairs_and_seeds",
+          "The LoRA runs trained with each seed of the profile: the mean over the seeds ± the sample sd, k seeds "
+          "(a spread over seeds, not an interval over test items); 'curated − control' rows pair the runs of each "
+          "seed. The paired t-tests, raw and Holm-adjusted, are in controls/seeds.md.",
           seed_cells),
 )
 
@@ -324,11 +345,16 @@ def _signed_cell(row: str, column: str) -> bool:
     return column.startswith("Δ") or " − " in row
 
 
-def format_cell(value: float, low: float, high: float, signed: bool = False) -> str:
+def format_cell(value: float, low: float, high: float, signed: bool = False, sd: float = np.nan, k: float = np.nan) -> str:
     """``value [low, high]`` at two decimals, or three significant digits when any of them
-    reaches 100 (``–`` when missing; no interval when there is none)."""
+    reaches 100 (``–`` when missing; no interval when there is none); a spread over seeds
+    (``k`` given) as ``value ± sd sd, k seeds``."""
     if pd.isna(value):
         return "–"
+    if not pd.isna(k):
+        fmt = "{:+.2f}" if signed else "{:.2f}"
+        spread = "no spread" if pd.isna(sd) else f"± {sd:.2f} sd"
+        return f"{fmt.format(value)} {spread}, {int(k)} seed{'s' if int(k) != 1 else ''}"
     wide = max(abs(x) for x in (value, low, high) if not pd.isna(x)) >= 100  # e.g. an odds ratio with an empty cell
     fmt = ("{:+.3g}" if signed else "{:.3g}") if wide else ("{:+.2f}" if signed else "{:.2f}")
     text = fmt.format(value)
@@ -349,7 +375,8 @@ def group_table(group: Group, cells: Cells) -> tuple[list[str], list[tuple[str, 
         out = []
         for column in columns:
             r = by.get((row, column))
-            out.append("–" if r is None else format_cell(r.value, r.low, r.high, _signed_cell(row, column)))
+            out.append("–" if r is None else format_cell(r.value, r.low, r.high, _signed_cell(row, column),
+                                                         getattr(r, "sd", np.nan), getattr(r, "k", np.nan)))  # fmt: skip
         rows.append((row, out))
     return columns, rows
 
@@ -357,7 +384,8 @@ def group_table(group: Group, cells: Cells) -> tuple[list[str], list[tuple[str, 
 def _notes(parts: list[tuple[Group, Cells]], B: int | None) -> list[str]:
     notes = [f"{g.title}: {g.note}" + (f" (notebooks/{g.notebook}.ipynb)" if g.notebook else "") for g, _ in parts]
     notes.append(f"Cells: value [95 % percentile bootstrap interval{f', {B} resamples' if B else ''} of the test items or "
-                 "captions], unless a note says otherwise; '–': not computed.")
+                 "captions], unless a note says otherwise; 'mean ± sd sd, k seeds': a spread over training seeds, not an "
+                 "interval; '–': not computed.")
     return notes
 
 

@@ -103,6 +103,10 @@ FIGURES: tuple[Figure, ...] = (
            "radioalign.study.rotations.fig_rotation_drop", EXTRA),
     Figure("survey_search", "Text and image searches of the survey stores built from the test images.", "10_survey",
            None, NOTEBOOK),
+    Figure("labelling_curves", "Test macro F1 of the labelling probe against the number of labels of a simulated "
+           "labeller on the training images: random picks, uncertainty sampling and zero-shot-seeded sampling, per "
+           "model, with 95% bootstrap intervals over seeds; dotted: zero-shot with no label.", "11_labelling",
+           "radioalign.study.labelling_curves.fig_labelling_curves", EXTRA),
 )
 FIGURE: dict[str, Figure] = {f.key: f for f in FIGURES}
 

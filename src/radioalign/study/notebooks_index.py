@@ -5,7 +5,10 @@ The repository's address lives in one place, ``[project.urls] Repository`` in
 
 - each notebook's first code cell, the Colab install cell;
 - the README's Binder and Colab badges and its notebook table (title of each notebook,
-  from its first heading), between ``<!-- notebooks-index:... -->`` markers.
+  from its first heading), between ``<!-- notebooks-index:... -->`` markers;
+- the paragraphs on the published-caption controls, in the README and in
+  ``paper/controls_text.md``, from ``paper/measurements/controls_published.json``
+  (``radioalign.study.published_controls``), so each number quoted there has a committed source.
 
 ``--check`` changes nothing and exits 1 naming the files that are out of date (a test
 runs it), as PythonDataScienceHandbook's ``tools/`` keep its index in step.
@@ -33,7 +36,8 @@ from ..paths import repo_root
 from .pipeline import NOTEBOOKS
 
 BRANCH = "main"
-MARKERS = ("badges", "table", "layout", "deviations")
+MARKERS = ("badges", "table", "layout", "deviations", "controls-published")
+PAPER_PROSE = ("paper", "controls_text.md")  # a file of paper/ with a generated block
 
 COLAB_CELL = '''\
 # On Google Colab, install the package first (elsewhere `make` has built .venv with it).
@@ -93,7 +97,8 @@ def readme_blocks(root: Path, url: str) -> dict[str, str]:
         binder, colab = _links(url, name)
         title = _title(root / "notebooks" / f"{name}.ipynb").replace("|", "\\|")
         rows.append(f"| [`{name}`](notebooks/{name}.ipynb) | {title} | [Colab]({colab}) · [Binder]({binder}) |")
-    return {"badges": badges, "table": "\n".join(rows), "layout": layout_table(root), "deviations": deviations_block()}
+    return {"badges": badges, "table": "\n".join(rows), "layout": layout_table(root), "deviations": deviations_block(),
+            "controls-published": published_controls_block()}
 
 
 def _summary(path: Path) -> str:
@@ -125,12 +130,19 @@ def deviations_block() -> str:
     return render_markdown().rstrip("\n")
 
 
+def published_controls_block() -> str:
+    """The published-caption controls' paragraphs (``published_controls.markdown_block``)."""
+    from .published_controls import markdown_block
+
+    return markdown_block()
+
+
 def _fill(text: str, blocks: dict[str, str]) -> str:
     for name, body in blocks.items():
         start, end = f"<!-- notebooks-index:{name} -->", f"<!-- /notebooks-index:{name} -->"
         pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
         if len(pattern.findall(text)) != 1:
-            raise ValueError(f"README.md needs exactly one {start} ... {end} block")
+            raise ValueError(f"the file needs exactly one {start} ... {end} block")
         text = pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
     return text
 
@@ -151,6 +163,8 @@ def update(root: Path | None = None, *, write: bool = True) -> list[Path]:
     url = repository_url(root)
     targets = {root / "notebooks" / f"{name}.ipynb": lambda t: _with_colab_cell(t, url) for name in NOTEBOOKS}
     targets[root / "README.md"] = lambda t: _fill(t, readme_blocks(root, url))
+    if root.joinpath(*PAPER_PROSE).is_file():
+        targets[root.joinpath(*PAPER_PROSE)] = lambda t: _fill(t, {"controls-published": published_controls_block()})
     stale = []
     for path, rewrite in targets.items():
         text = path.read_text(encoding="utf-8")

@@ -5,29 +5,37 @@ Two halves (``radioalign.captions.shuffle`` defines the shuffles and their chanc
 * **Shuffled evaluation** (:func:`permuted_evaluation`). For every final model of Table 1,
   the test captions are permuted among the test images by a fixed derangement (drawn from
   the profile's seed; ``evaluation`` = the shuffle mode) and the retrieval metrics are
-  recomputed with the image labels, so the pairs the metric scores are wrong ones.
-  Permuted *across* the test set, Recall@k must fall to chance, k/n, and class-level
-  Recall@1 to the class balance, sum_c p_c^2 (rows of model ``chance``). Permuted *within
-  class*, Recall@1 must fall to chance while class-level Recall@1 keeps its value.
-  If a metric does not fall, it measures something other than pairing.
+  recomputed, so the pairs the metric scores are wrong ones. Each caption keeps its own
+  class (``text_labels``: the class of the item it was written for), so class-level
+  Recall@1 judges a retrieved caption by what it says, not by where it sits. What this
+  shows: Recall@k falls to chance, k/n, or below (a derangement leaves no true pair), while
+  class-level Recall@1 cannot change under any permutation (the same captions are
+  retrieved, with the same classes): it is a check that Recall@1 measures pairing and that
+  class-level Recall@1 does not, not a measurement of class words. The ``chance`` rows give
+  the expectation without any information: k/n and the class balance sum_c p_c^2.
 * **Shuffled training** (:func:`shuffled_training`). Full LoRA trained on the training
   captions shuffled within class (the class signal kept, the instance signal destroyed)
   and across classes (both destroyed), tags ``full-<captions>+<mode>``
-  (``radioalign.study.runs.run_one``), each evaluated on the *true* test pairs with every
-  metric, beside the run on the true pairs (``variant`` = ``paired``). Rows with variant
-  ``paired-minus-<mode>`` hold the paired-bootstrap difference (true-pair run minus
-  shuffled run; same test items, same resamples). A Recall@1 that survives within-class
-  shuffling was learned from class words; what the true pairs add over within-class
-  shuffling is instance alignment.
+  (``radioalign.study.runs.run_one``), each trained for as many epochs as the run on the
+  true pairs (column ``epochs``, from each run's ``config.json``) and evaluated on the
+  *true* test pairs with every metric, beside that run (``variant`` = ``paired``). Rows
+  with variant ``paired-minus-<mode>`` hold the paired-bootstrap difference (true-pair run
+  minus shuffled run; same test items, same resamples). A Recall@1 that survives
+  within-class shuffling was learned from class words; what the true pairs add over
+  within-class shuffling is instance alignment.
 
 Rows: ``ROW_COLUMNS`` plus ``seed`` (the training seed), ``variant`` (the training
-captions: ``paired`` or a shuffle mode) and ``evaluation`` (the test pairs: ``paired`` or
-a shuffle mode), written to ``results/<profile>/controls/shuffled.csv``.
+captions: ``paired`` or a shuffle mode), ``evaluation`` (the test pairs: ``paired`` or a
+shuffle mode) and ``epochs`` (the epochs the run trained; empty for the frozen model and
+the chance rows), written to ``results/<profile>/controls/shuffled.csv``. Resamples and
+probes use the profile's seed, as Table 1, so the true-pair rows equal ``metrics.csv``'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import json
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -38,9 +46,10 @@ from ..captions.shuffle import chance_levels, shuffle_permutation
 from ..metrics import difference_row, evaluate_retrieval
 from .bundles import FROZEN, available_bundles, caption_sets, load_bundle, parse_tag, tag
 from .evaluation import ROW_COLUMNS, evaluate_bundle
+from .layout import run_dir
 
 PAIRED = "paired"
-CONTROL_COLUMNS = ROW_COLUMNS + ["seed", "variant", "evaluation"]
+CONTROL_COLUMNS = ROW_COLUMNS + ["seed", "variant", "evaluation", "epochs"]
 SHUFFLE_SCOPE = "full"  # the scope of the shuffled-training runs (both towers adapt)
 CHANCE = "chance"
 VARIANT_COLORS = {PAIRED: "#000000", "withinclass": "#0072B2", "across": "#D55E00"}
@@ -54,14 +63,24 @@ def _frame(rows: Sequence[dict], **columns) -> pd.DataFrame:
     return frame
 
 
+def run_epochs(profile_name: str, tag_: str) -> float:
+    """The epochs a run trained (its ``config.json``'s ``epochs_run``); NaN for the frozen
+    model or a run without a finished record."""
+    info = parse_tag(tag_)
+    path = run_dir(profile_name, info.run) / "config.json" if info is not None and info.scope != FROZEN else None
+    if path is None or not path.is_file():
+        return np.nan
+    return float(json.loads(path.read_text()).get("epochs_run", np.nan))
+
+
 def permuted_test_rows(bundle, captions: str, mode: str, *, perm_seed: int, bootstrap: int, seed: int) -> list[dict]:
     """Retrieval rows (``evaluate_retrieval``) of the test images against their captions
-    permuted by shuffle mode ``mode`` (a derangement drawn from ``perm_seed``); the labels
-    stay with the positions, i.e. with the images."""
+    permuted by shuffle mode ``mode`` (a derangement drawn from ``perm_seed``): image i is
+    paired with caption ``perm[i]``, which keeps its own class (``text_labels``)."""
     labels = np.asarray(bundle["labels_test"])
     perm = shuffle_permutation(mode, labels, np.random.default_rng(perm_seed))
     txt = np.asarray(bundle[f"text_{captions}_test"])[perm]
-    return evaluate_retrieval(bundle["image_test"], txt, labels, bootstrap=bootstrap, seed=seed)
+    return evaluate_retrieval(bundle["image_test"], txt, labels, text_labels=labels[perm], bootstrap=bootstrap, seed=seed)
 
 
 def chance_rows(labels: Sequence[int], ks: Sequence[int] = (1, 5)) -> list[dict]:
@@ -81,7 +100,8 @@ def permuted_evaluation(profile, *, bootstrap: int, seed: int, modes: Sequence[s
         info, bundle = parse_tag(tag_), load_bundle(path)
         labels = bundle["labels_test"]
         for captions in caption_sets(bundle) if info.scope == FROZEN else [info.captions]:
-            ids = dict(model=info.scope, tag=tag_, captions=captions, seed=profile.seed, variant=PAIRED)
+            ids = dict(model=info.scope, tag=tag_, captions=captions, seed=profile.seed, variant=PAIRED,
+                       epochs=run_epochs(profile.name, tag_))  # fmt: skip
             rows = evaluate_retrieval(bundle["image_test"], bundle[f"text_{captions}_test"], labels, bootstrap=bootstrap, seed=seed)
             frames.append(_frame(rows, evaluation=PAIRED, **ids))
             for mode in modes:
@@ -90,7 +110,7 @@ def permuted_evaluation(profile, *, bootstrap: int, seed: int, modes: Sequence[s
     if labels is None:
         return pd.DataFrame(columns=CONTROL_COLUMNS)
     frames.append(_frame(chance_rows(labels), model=CHANCE, tag=CHANCE, captions="", seed=profile.seed, variant="",
-                         evaluation="across"))  # fmt: skip
+                         evaluation="across", epochs=np.nan))  # fmt: skip
     return pd.concat(frames, ignore_index=True)[CONTROL_COLUMNS]
 
 
@@ -103,14 +123,16 @@ def _differences(reference: pd.DataFrame, shuffled: pd.DataFrame, mode: str) -> 
             continue
         s = mine.loc[(r["metric"], r["modality"])]
         rows.append(difference_row(r, s, model=r["model"], tag=f"{r['tag']}|{s['tag']}", captions=r["captions"],
-                                   seed=r["seed"], variant=f"{PAIRED}-minus-{mode}", evaluation=PAIRED))  # fmt: skip
+                                   seed=r["seed"], variant=f"{PAIRED}-minus-{mode}", evaluation=PAIRED,
+                                   epochs=s["epochs"]))  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def shuffled_training(profile, *, bootstrap: int, seed: int, protocols: Sequence[str] = ("paper",)) -> pd.DataFrame:
     """Every metric of the full-LoRA run on true pairs and of each shuffled-caption run
-    (``profile.shuffled``) per caption set, on the true test pairs, and the paired
-    differences true − shuffled; columns :data:`CONTROL_COLUMNS`. Missing runs are skipped."""
+    (``profile.shuffled``) per caption set, on the true test pairs, with the epochs each
+    trained, and the paired differences true − shuffled; columns :data:`CONTROL_COLUMNS`.
+    Missing runs are skipped."""
     have = available_bundles(profile.name, controls=True)
     frames = []
     for captions in profile.prompts:
@@ -121,7 +143,8 @@ def shuffled_training(profile, *, bootstrap: int, seed: int, protocols: Sequence
                 continue
             rows = evaluate_bundle(have[t], captions, tag=t, bootstrap=bootstrap, seed=seed, protocols=protocols,
                                    return_replicates=True)  # fmt: skip
-            evaluated[variant] = rows.assign(seed=profile.seed, variant=variant, evaluation=PAIRED)
+            evaluated[variant] = rows.assign(seed=profile.seed, variant=variant, evaluation=PAIRED,
+                                             epochs=run_epochs(profile.name, t))  # fmt: skip
         frames += list(evaluated.values())
         if PAIRED in evaluated:
             frames += [_differences(evaluated[PAIRED], evaluated[m], m) for m in profile.shuffled if m in evaluated]
@@ -131,16 +154,19 @@ def shuffled_training(profile, *, bootstrap: int, seed: int, protocols: Sequence
     return pd.concat(frames, ignore_index=True)[CONTROL_COLUMNS]
 
 
-def shuffled_metrics(profile, *, bootstrap: int | None = None, seed: int = 0, protocols: Sequence[str] = ("paper",)) -> pd.DataFrame:
+def shuffled_metrics(profile, *, bootstrap: int | None = None, seed: int | None = None,
+                     protocols: Sequence[str] = ("paper",)) -> pd.DataFrame:  # fmt: skip
     """The control's rows: :func:`permuted_evaluation` (the profile's shuffle modes) then
     :func:`shuffled_training`. ``bootstrap``: the profile's when None; ``seed`` the resamples'
-    and probes' seed (Table 1's, 0, so the true-pair rows equal metrics.csv's)."""
+    and probes' seed, the profile's when None (Table 1's, so the true-pair rows equal
+    metrics.csv's)."""
     bootstrap = profile.bootstrap if bootstrap is None else bootstrap
+    seed = profile.seed if seed is None else seed
     frames = [permuted_evaluation(profile, bootstrap=bootstrap, seed=seed, modes=profile.shuffled),
               shuffled_training(profile, bootstrap=bootstrap, seed=seed, protocols=protocols)]  # fmt: skip
     frame = pd.concat([f for f in frames if len(f)] or [pd.DataFrame(columns=CONTROL_COLUMNS)], ignore_index=True)
     # the true-pair full run's retrieval rows come from both halves, identical: keep one
-    return frame.drop_duplicates(subset=[c for c in CONTROL_COLUMNS if c not in ("value", "low", "high", "n", "B")],
+    return frame.drop_duplicates(subset=[c for c in CONTROL_COLUMNS if c not in ("value", "low", "high", "n", "B", "epochs")],
                                  ignore_index=True)  # fmt: skip
 
 
@@ -149,10 +175,13 @@ def shuffled_metrics(profile, *, bootstrap: int | None = None, seed: int = 0, pr
 
 def training_summary(frame: pd.DataFrame, metrics: Sequence[str] = ("recall@1", "class_recall@1")) -> pd.DataFrame:
     """Recall@1 and class-level Recall@1 (image-text) of the shuffled-training rows, one row per
-    caption set and training variant, with the chance levels: what the notebook prints."""
+    caption set and training variant, with the epochs each run trained and the chance
+    levels: what the notebook prints."""
     rows = frame[(frame["model"] == SHUFFLE_SCOPE) & (frame["evaluation"] == PAIRED) & frame["metric"].isin(metrics)
                  & (frame["modality"] == "image-text") & ~frame["variant"].str.contains("-minus-")]  # fmt: skip
     table = rows.pivot_table(index=["captions", "variant"], columns="metric", values="value").reset_index()
+    epochs = rows.groupby(["captions", "variant"])["epochs"].first()
+    table.insert(2, "epochs", [epochs.get((c, v), np.nan) for c, v in zip(table["captions"], table["variant"])])
     chance = frame[frame["model"] == CHANCE].set_index("metric")["value"]
     for m in metrics:
         if m in chance.index:
@@ -176,8 +205,9 @@ def fig_shuffled_pairs(frame: pd.DataFrame, *, metrics: Sequence[str] = ("recall
                 sel = rows[(rows["metric"] == metric) & (rows["variant"] == variant)].set_index("captions")
                 x = [i + (k - (len(variants) - 1) / 2) * 0.22 for i, c in enumerate(captions) if c in sel.index]
                 v = sel.reindex([c for c in captions if c in sel.index])
-                ax.errorbar(x, v["value"], yerr=[v["value"] - v["low"], v["high"] - v["value"]], fmt="o", capsize=3,
-                            color=VARIANT_COLORS[variant], label=VARIANT_LABELS[variant])  # fmt: skip
+                # the interval as drawn from low to high: a bias-corrected interval need not straddle the value
+                ax.vlines(x, v["low"], v["high"], color=VARIANT_COLORS[variant], lw=1.2)
+                ax.plot(x, v["value"], "o", color=VARIANT_COLORS[variant], label=VARIANT_LABELS[variant])
             if metric in chance.index:
                 ax.axhline(chance[metric], color="0.5", ls="--", lw=1, label="chance")
             ax.set_xticks(range(len(captions)), [f"{c} captions" for c in captions])
@@ -189,36 +219,3 @@ def fig_shuffled_pairs(frame: pd.DataFrame, *, metrics: Sequence[str] = ("recall
         axes[0, -1].legend(fontsize=7, loc="best")
         fig.tight_layout()
     return fig
-
-
-# ------------------------------------------------------------------------ the controls table
-
-CELL_COLUMNS = {("recall@1", "image-text"): "Recall@1", ("class_recall@1", "image-text"): "class R@1",
-                ("linear_probe_f1", "image"): "probe F1, images"}  # fmt: skip
-
-
-def shuffled_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """This control's group of the controls table (``radioalign.study.controls``; columns
-    row, column, value, low, high): per caption set full LoRA trained on true pairs, within
-    class and across classes and the true − shuffled differences; each Table 1 full model
-    on test captions permuted across and within class; the chance levels."""
-    names = {PAIRED: "true pairs", "withinclass": "captions shuffled within class", "across": "captions shuffled across classes"}
-    out = []
-    for _, r in frame.iterrows():
-        column = CELL_COLUMNS.get((r["metric"], r["modality"]))
-        if column is None:
-            continue
-        variant, evaluation = str(r["variant"]), str(r["evaluation"])
-        if r["model"] == CHANCE:
-            row = "chance (no pairing information)"
-        elif r["model"] != SHUFFLE_SCOPE:
-            continue
-        elif evaluation == PAIRED and variant.startswith(f"{PAIRED}-minus-"):
-            row = f"full LoRA, {r['captions']}: true pairs − {names[variant.removeprefix(f'{PAIRED}-minus-')].removeprefix('captions ')}"
-        elif evaluation == PAIRED:
-            row = f"full LoRA, {r['captions']}: trained on {names.get(variant, variant)}"
-        else:
-            row = f"full LoRA, {r['captions']}: test {names.get(evaluation, evaluation)}"
-        out.append(dict(row=row, column=column, value=r["value"], low=r["low"], high=r["high"]))
-    cells = pd.DataFrame(out, columns=["row", "column", "value", "low", "high"])
-    return cells.drop_duplicates(["row", "column"], keep="first")

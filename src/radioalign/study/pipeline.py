@@ -42,6 +42,7 @@ NOTEBOOKS = (
     "08_pairs_and_seeds",
     "09_rotations",
     "10_survey",
+    "11_labelling",
 )
 PACKAGE = "radioalign"
 # The folder that holds the package (``src/`` in the repository).

@@ -24,6 +24,7 @@ from ..paths import repo_root
 from ..provenance import stamp
 from .figures import PAPER, Figure, FigureMissingError, report_figures, require_figures
 from .deviations import render_latex as deviations_latex
+from .published_controls import latex_block as published_controls_latex
 from .layout import results_dir
 
 # controls.tex: the second table (radioalign.study.controls), written by the last control notebook (09)
@@ -74,6 +75,7 @@ def collect(profile: str, target: Path) -> list[str]:
             shutil.copy2(path, target / path.name)
     (target / "figures.tex").write_text(figures_tex(figures))
     (target / "deviations.tex").write_text(deviations_latex())
+    (target / "controls_published.tex").write_text(published_controls_latex())
     s = stamp(profile)
     v = s["versions"]
     (target / "stamp.tex").write_text(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -38,6 +39,19 @@ def training_captions(texts: Sequence[str], labels: Sequence[int], variant: str 
     return [texts[j] for j in perm], perm.tolist()
 
 
+def matched_epochs(profile, scope: str, captions: str, seed: int) -> tuple[str, int]:
+    """``(run, epochs)`` of the run on the true pairs that a shuffled-caption run of ``scope``,
+    ``captions`` and ``seed`` is compared with: its tag and the epochs it trained (its
+    ``config.json``). A control must differ from its true run in the captions only, so the
+    shuffled run trains as many epochs, whatever its own (shuffled) validation loss does."""
+    run = Tag(scope, captions, seed=seed_suffix(seed, profile.seed)).run
+    path = run_dir(profile.name, run) / "config.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if "epochs_run" not in record:
+        raise FileNotFoundError(f"{path} has no finished run: train {run} (notebook 03) before its shuffled-caption controls")
+    return run, int(record["epochs_run"])
+
+
 def run_one(profile, scope: str, captions: str, *, train, test, texts, model=None, processor=None, progress: bool = True,
             seed: int | None = None, variant: str | None = None) -> FinetuneResult:
     """Fine-tune ``scope`` on the ``captions`` prompt set with the profile's settings and write
@@ -52,10 +66,14 @@ def run_one(profile, scope: str, captions: str, *, train, test, texts, model=Non
     ``seed`` (None: the profile's) drives the run's LoRA initialisation, batch order and
     validation split; another seed than the profile's adds ``_s<seed>`` to the run's tag.
     ``variant``, a shuffle mode, trains on the training captions shuffled by that mode
-    (:func:`training_captions`; the validation pairs are drawn from the shuffled pairs, so
-    early stopping watches the shuffled task) and adds ``+<variant>`` to the tag; the
-    permutation is written to ``shuffle.json`` in the run folder. The bundles always embed
-    the true captions, so a shuffled run is evaluated on the true pairs.
+    (:func:`training_captions`) and adds ``+<variant>`` to the tag. It trains exactly as many
+    epochs as the run on the true pairs with the same scope, captions and seed
+    (:func:`matched_epochs`, which must exist), with the same learning-rate schedule and no
+    early stopping: its validation pairs are shuffled too, and stopping on them gave the
+    controls other lengths than their true runs. The permutation and the matched epochs are
+    written to ``shuffle.json`` in the run folder, the epochs also into ``config.json``'s
+    stamp. The bundles always embed the true captions, so a shuffled run is evaluated on the
+    true pairs.
     """
     if captions not in texts:
         raise ValueError(f"no {captions!r} captions among {sorted(texts)}")
@@ -65,17 +83,20 @@ def run_one(profile, scope: str, captions: str, *, train, test, texts, model=Non
     run = Tag(scope, captions, variant=variant, seed=seed_suffix(seed, profile.seed))
     config = finetune_config(profile, scope, captions, seed=seed)
     train_texts, perm = training_captions(texts[captions]["train"], train.labels, variant, seed)
+    matched = {}
     if variant is not None:
+        true_run, epochs = matched_epochs(profile, scope, captions, seed)
+        config, matched = replace(config, fixed_epochs=epochs), {"matched_run": true_run, "matched_epochs": epochs}
         folder = run_dir(profile.name, run.run)
         folder.mkdir(parents=True, exist_ok=True)
-        record = {"variant": variant, "description": SHUFFLE_MODES[variant], "seed": seed, "permutation": perm}
+        record = {"variant": variant, "description": SHUFFLE_MODES[variant], "seed": seed, **matched, "permutation": perm}
         (folder / "shuffle.json").write_text(json.dumps(record) + "\n")
     if model is None or processor is None:
         model, processor = load_siglip(profile.model)
     result = finetune(
         model, processor, train.images, train_texts, config=config,
         output_dir=run_dir(profile.name, run.run), eval_sets=eval_sets(train, test, texts),
-        stamp_profile=profile, progress=progress,
+        stamp_profile=profile, stamp_extra=matched, progress=progress,
     )  # fmt: skip
     extras = dict(labels_train=train.labels, labels_test=test.labels, names_train=train.names, names_test=test.names)
     complete = {"curated", "control"} <= set(texts)  # the bundle contract's two caption sets

@@ -1,4 +1,4 @@
-"""The seeds control: how much of Table 1 is the seed?
+"""Seed robustness: how much of Table 1 is the seed?
 
 The study ran every LoRA run and every probe with one seed, the authors' 42. Here each is
 repeated per seed of ``Profile.seeds``: the runs of seed s are the bundles
@@ -15,6 +15,16 @@ resamples). Then, per model, caption set, metric and modality:
   t = mean(d) / (sd(d) / sqrt(k)) with k − 1 degrees of freedom for k seeds. With two seeds
   (one degree of freedom) the test is uninformative: t = |d_1 + d_2| / |d_1 − d_2| must pass
   12.7 for p < 0.05, i.e. the two differences must agree to within about a sixth of their mean.
+  ``p_holm``: the Holm-adjusted p over the family of Table 1's cells with a test (the rows of
+  ``tables.TABLE1_ROWS`` for every model), so that a small p among many is not read as a
+  finding; other rows keep only their raw p.
+
+What the test measures: the test items and the captions are fixed and only the training
+seed (LoRA initialisation, batch order, validation split, probe initialisation and the
+bootstrap resamples) varies, so a small p says a curated − control difference survives a
+change of seed (seed robustness), not that curated captions help in general. The spread is
+reported as mean ± sd over the seeds ("0.91 ± 0.02 sd, 5 seeds"), never in the
+``[low, high]`` form of the bootstrap intervals.
 
 The frozen model has no training seed: its retrieval rows are the same for every seed and
 only its probes vary. Rows: ``ROW_COLUMNS`` plus ``seed`` and ``variant`` (``paired``: true
@@ -35,7 +45,7 @@ from ..provenance import write_stamp
 from .bundles import FROZEN, available_bundles, caption_sets, load_bundle, parse_tag, seed_tags
 from .evaluation import ROW_COLUMNS, evaluate_bundle
 from .controls import controls_dir
-from .pairs import CELL_COLUMNS, PAIRED
+from .pairs import PAIRED
 from .tables import BASELINE, COLUMNS, TABLE1_ROWS, paired_differences
 
 SEED_COLUMNS = ROW_COLUMNS + ["seed", "variant"]
@@ -88,34 +98,61 @@ def seed_summary(frame: pd.DataFrame, base_seed: int) -> pd.DataFrame:
     return out.reset_index()
 
 
-def paired_seed_tests(frame: pd.DataFrame, captions: str = "curated", baseline: str = BASELINE) -> pd.DataFrame:
-    """The paired t-test across seeds of ``captions`` against ``baseline`` per model, metric
-    and modality (module docstring): ``k`` seeds with both, ``mean_diff``, ``sd_diff``, ``t``,
-    ``p`` and a ``note`` (why a test is missing or uninformative)."""
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries are not in the family):
+    sorted ascending, ``p_(j) * (m - j + 1)`` (j from 1), made non-decreasing, capped at 1."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    present = np.flatnonzero(~np.isnan(p))
+    order = present[np.argsort(p[present], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for j, i in enumerate(order):
+        running = max(running, min(1.0, p[i] * (m - j)))
+        out[i] = running
+    return out
+
+
+def _seed_test(g: pd.DataFrame, captions: str, baseline: str) -> dict:
+    """One cell's paired test across the seeds in ``g`` (columns ``captions`` and ``baseline``)."""
     from scipy.stats import ttest_rel
 
+    d = (g[captions] - g[baseline]).to_numpy()
+    row = dict(k=len(d), mean_diff=d.mean() if len(d) else np.nan, sd_diff=d.std(ddof=1) if len(d) > 1 else np.nan,
+               t=np.nan, p=np.nan, note="")  # fmt: skip
+    if len(d) < 2:
+        row["note"] = "one seed: no test"
+    elif np.allclose(d, d[0]):
+        row["note"] = "the same difference at every seed: no spread to test"
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = ttest_rel(g[captions], g[baseline])
+        row.update(t=float(result.statistic), p=float(result.pvalue))
+        row["note"] = "2 seeds (1 degree of freedom): uninformative" if len(d) == 2 else ""
+    return row
+
+
+TEST_COLUMNS = ["model", "metric", "modality", "k", "mean_diff", "sd_diff", "t", "p", "p_holm", "note"]
+
+
+def paired_seed_tests(frame: pd.DataFrame, captions: str = "curated", baseline: str = BASELINE, family=None) -> pd.DataFrame:
+    """The paired t-test across seeds of ``captions`` against ``baseline`` per model, metric
+    and modality (module docstring): ``k`` seeds with both, ``mean_diff``, ``sd_diff``, ``t``,
+    ``p``, ``p_holm`` (Holm over the tests whose (metric, modality) is in ``family``, Table 1's
+    rows by default) and a ``note`` (why a test is missing or uninformative)."""
+    family = set(TABLE1_ROWS.values()) if family is None else set(family)
     values = frame[frame["captions"].isin([captions, baseline])]
     wide = values.pivot_table(index=["model", "metric", "modality", "seed"], columns="captions", values="value")
     rows = []
     for (model, metric, modality), g in wide.groupby(level=[0, 1, 2], sort=False):
-        if captions not in g or baseline not in g:
-            continue
-        g = g[[captions, baseline]].dropna()
-        d = (g[captions] - g[baseline]).to_numpy()
-        row = dict(model=model, metric=metric, modality=modality, k=len(d), mean_diff=d.mean() if len(d) else np.nan,
-                   sd_diff=d.std(ddof=1) if len(d) > 1 else np.nan, t=np.nan, p=np.nan, note="")  # fmt: skip
-        if len(d) < 2:
-            row["note"] = "one seed: no test"
-        elif np.allclose(d, d[0]):
-            row["note"] = "the same difference at every seed: no spread to test"
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                result = ttest_rel(g[captions], g[baseline])
-            row.update(t=float(result.statistic), p=float(result.pvalue))
-            row["note"] = "2 seeds (1 degree of freedom): uninformative" if len(d) == 2 else ""
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["model", "metric", "modality", "k", "mean_diff", "sd_diff", "t", "p", "note"])
+        if captions in g and baseline in g:
+            rows.append(dict(model=model, metric=metric, modality=modality,
+                             **_seed_test(g[[captions, baseline]].dropna(), captions, baseline)))  # fmt: skip
+    out = pd.DataFrame(rows, columns=[c for c in TEST_COLUMNS if c != "p_holm"])
+    in_family = [(m, d) in family for m, d in zip(out["metric"], out["modality"])]
+    out.insert(8, "p_holm", holm(out["p"].where(in_family)) if len(out) else [])
+    return out[TEST_COLUMNS]
 
 
 # ------------------------------------------------------------------------------ the table
@@ -132,36 +169,42 @@ def _cell(summary: pd.DataFrame, model: str, captions: str, metric: str, modalit
         return "–"
     r = hit.iloc[0]
     fmt = (lambda x: "–" if pd.isna(x) else f"{x:+.2f}") if signed else _fmt
-    spread = f"{fmt(r['mean'])} ± {_fmt(r['sd'])}" if r["k"] > 1 else "one seed"
+    spread = f"{fmt(r['mean'])} ± {_fmt(r['sd'])} sd, {int(r['k'])} seeds" if r["k"] > 1 else "one seed"
     return f"{fmt(r['base'])} · {spread}"
 
 
 def seeds_markdown(frame: pd.DataFrame, base_seed: int, captions: str = "curated", baseline: str = BASELINE, *,
                    rows: dict | None = None, note: str = "") -> str:
-    """The seeds table: Table 1's cells for ``captions`` as "value at ``base_seed`` · mean ± sd
-    over the seeds", then the same for ``captions`` − ``baseline`` with the paired t-test's p."""
+    """The seed-robustness table: Table 1's cells for ``captions`` as "value at ``base_seed`` ·
+    mean ± sd over the seeds", then the same for ``captions`` − ``baseline`` with the paired
+    t-test's raw p and its Holm-adjusted p."""
     rows = TABLE1_ROWS if rows is None else rows
     summary = seed_summary(frame, base_seed)
     tests = paired_seed_tests(frame, captions, baseline).set_index(["model", "metric", "modality"])
     seeds = list(dict.fromkeys(int(x) for x in frame["seed"])) if len(frame) else []
     head = "| metric | " + " | ".join(COLUMNS.values()) + " |\n| --- |" + " --- |" * len(COLUMNS)
-    out = [f"**{captions} captions: the value at seed {base_seed} · mean ± sd over seeds {seeds}**", "", head]
+    out = [f"**Seed robustness, {captions} captions: the value at seed {base_seed} · mean ± sd over seeds {seeds}**",
+           "", head]  # fmt: skip
     for label, (metric, modality) in rows.items():
         out.append(f"| {label} | " + " | ".join(_cell(summary, m, captions, metric, modality) for m in COLUMNS) + " |")
-    out += ["", f"**{captions} − {baseline}: at seed {base_seed} · mean ± sd over the seeds; p of the paired t-test across seeds**", "", head]
+    out += ["", f"**Seed robustness, {captions} − {baseline}: at seed {base_seed} · mean ± sd over the seeds; "
+            "p of the paired t-test across seeds, raw and Holm-adjusted**", "", head]  # fmt: skip
     diff = f"{captions}-{baseline}"
     for label, (metric, modality) in rows.items():
         cells = []
         for m in COLUMNS:
             cell = _cell(summary, m, diff, metric, modality, signed=True)
-            p = tests["p"].get((m, metric, modality), np.nan)
-            cells.append(cell + (f" (p {p:.2f})" if not pd.isna(p) else ""))
+            p, ph = tests["p"].get((m, metric, modality), np.nan), tests["p_holm"].get((m, metric, modality), np.nan)
+            cells.append(cell + (f" (p {p:.2f}, Holm {ph:.2f})" if not pd.isna(p) else ""))
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     k = len(seeds)
     caveat = (" With 2 seeds the t-test has one degree of freedom and is uninformative." if k == 2 else
               " With one seed there is no spread and no test." if k < 2 else "")  # fmt: skip
+    m = int(tests["p_holm"].notna().sum())
     out += ["", f"Each seed retrains every LoRA run and reruns every probe and bootstrap with that seed; the frozen "
-            f"model's retrieval does not depend on the seed.{caveat}" + (f" {note}" if note else "")]  # fmt: skip
+            f"model's retrieval does not depend on the seed. The test items and captions stay fixed, so a small p "
+            f"says a difference survives a change of seed (seed robustness), not that one caption set is better in "
+            f"general. Holm: adjusted over the {m} tests of this table.{caveat}" + (f" {note}" if note else "")]  # fmt: skip
     return "\n".join(out) + "\n"
 
 
@@ -180,30 +223,3 @@ def write_seed_outputs(frame: pd.DataFrame, profile) -> dict[str, Path]:
     for path in paths.values():
         write_stamp(path, profile=profile)
     return paths
-
-
-def seed_cells(frame: pd.DataFrame, columns: dict | None = None) -> pd.DataFrame:
-    """This control's group of the controls table (``radioalign.study.controls``; columns row,
-    column, value, low, high): per model and caption set (and curated − control) the value at
-    the study's own seed with its bootstrap interval, and the mean over the seeds with
-    [mean − sd, mean + sd] as its interval. The study's seed is the one whose run tags are plain."""
-    columns = CELL_COLUMNS if columns is None else columns
-    plain = frame[frame["model"] != FROZEN]
-    plain = plain[[parse_tag(t.split("|")[0]) is not None and parse_tag(t.split("|")[0]).seed is None for t in plain["tag"]]]
-    if plain.empty:
-        return pd.DataFrame(columns=["row", "column", "value", "low", "high"])
-    base_seed = int(plain["seed"].iloc[0])
-    base = frame[frame["seed"] == base_seed].set_index(KEY)
-    out = []
-    for _, r in seed_summary(frame, base_seed).iterrows():
-        key, column = tuple(r[k] for k in KEY), columns.get((r["metric"], r["modality"]))
-        if column is None:
-            continue
-        name = f"{r['model']}, {r['captions'].replace('-', ' − ')}"
-        if key in base.index:
-            b = base.loc[key]
-            out.append(dict(row=f"{name}: seed {base_seed}", column=column, value=b["value"], low=b["low"], high=b["high"]))
-        if r["k"] > 1:
-            out.append(dict(row=f"{name}: mean ± sd over {int(r['k'])} seeds", column=column, value=r["mean"],
-                            low=r["mean"] - r["sd"], high=r["mean"] + r["sd"]))  # fmt: skip
-    return pd.DataFrame(out, columns=["row", "column", "value", "low", "high"])

@@ -276,8 +276,9 @@ def table_notes(t: pd.DataFrame, captions: str = "curated", baseline: str = BASE
         "over the last 10, FR-II positive) on the raw features; the text probe is trained on text features. "
         "The authors' code trained its \"text\" probe on image features: the row marked as theirs reproduces that.",
         "Retrieval: ties count against the pair; Recall@k is the mean of image→text and text→image; its "
-        "intervals resample queries and gallery together and re-rank within each resample (at k = 1 such "
-        "replicates lean upwards: a resample can leave out the items that outrank a pair). "
+        "intervals resample queries and gallery together, re-rank within each resample and recentre the "
+        "replicates on the value (at k = 1 raw replicates lean upwards: a resample can leave out the items "
+        "that outrank a pair), so an interval need not be centred on its value. "
         "Rows marked 'as logged': the Full column's difference against the control probe at lr 1.0, "
         "as the authors' logged Full-control command ran it. '–': no bundle for that model.",
         "Zero-shot: each test image takes the class (FR-I or FR-II) of highest SigLIP probability against the "

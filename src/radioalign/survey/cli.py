@@ -1,6 +1,8 @@
-"""The ``radioalign`` command (also ``python -m radioalign``): ingest, classify, search, serve.
+"""The ``radioalign`` command (also ``python -m radioalign``): ingest, classify, search, serve,
+and ``store info | errors | export | delete``.
 
-Each subcommand calls the function of the same name in ``radioalign.survey``; results
+Each subcommand calls the function of the same name in ``radioalign.survey`` (``search``
+and ``store`` call :class:`radioalign.survey.Survey`); results
 go to stdout, progress and messages to stderr. Exit status: 0 on success, 2 on a
 usage or input error (a missing store, a model that does not match the store, a bad
 file or value ...), 1 on any other error; an error is one line on stderr, with the
@@ -22,6 +24,7 @@ import warnings
 from typing import Sequence
 
 PROG = "radioalign"
+EXPORT_FORMATS = ("votable", "csv", "parquet", "fits")  # radioalign.survey.api.EXPORT_FORMATS (not imported: --help stays fast)
 
 INGEST_EXAMPLE = """examples:
   radioalign ingest cutouts/ --store first.lance --model tiny
@@ -53,6 +56,8 @@ SEARCH_EXAMPLE = """examples:
   radioalign search --store first.lance --like my_cutout.fits --format votable > hits.xml
 
 JSON output is a list of {id, name, ra, dec, score, source}; score is the cosine similarity.
+Once `radioalign classify` has run, each hit also has label, probability and p_<class>
+(the labels of --prompts). VOTable output has UCDs and units (TOPCAT, Aladin, astropy).
 --cone takes RA and Dec in degrees or sexagesimal (12:56:47.3 or 12h56m47.3s or "12 56 47.3";
 RA in hours unless written with d), and a radius in arcsec or with a unit (10arcmin, 0.5deg)."""
 
@@ -66,6 +71,51 @@ internet. Its JSON API: /api/search?text=...&k=10, /api/search?like=ID, POST /ap
 (an 'image' file), /api/thumb/ID, /api/info."""
 
 
+STORE_EXAMPLE = """examples:
+  radioalign store info --store first.lance
+  radioalign store errors --store first.lance --format csv > failed.csv
+  radioalign store export --store first.lance --format votable --out first.xml
+  radioalign store delete --store first.lance --where-name 'J12*'
+
+Run `radioalign store ACTION --help` for each action."""
+
+STORE_INFO_EXAMPLE = """examples:
+  radioalign store info --store first.lance
+  radioalign store info --store first.lance --format json
+
+Sources, failed inputs, zero-shot labels per prompt set, model and adapter, vector
+dimension, the vector index (ivf_pq, or exact search) and whether every source is in it,
+the preprocessing recipe, size on disk, first and last ingest."""
+
+STORE_ERRORS_EXAMPLE = """examples:
+  radioalign store errors --store first.lance
+  radioalign store errors --store first.lance --format csv > failed.csv
+  radioalign store errors --store first.lance --format json
+
+One row per input that failed: path (or catalogue#name), reason, when (UTC).
+`radioalign ingest ... --retry-failed` retries them; `store delete --errors` forgets them."""
+
+STORE_EXPORT_EXAMPLE = """examples:
+  radioalign store export --store first.lance --format votable --out first.xml    # TOPCAT, Aladin
+  radioalign store export --store first.lance --out first.csv
+  radioalign store export --store first.lance --format parquet --out first.parquet --vectors
+  radioalign store export --store first.lance --format fits --out first.fits --vectors
+
+Every source once: id, name, ra, dec (deg), source (the last path seen), created_at (UTC),
+flags, preprocessing, and label, probability, p_<class> once classified (--prompts).
+--vectors adds the embedding (parquet and fits only). The format defaults to the file's
+suffix. The export streams in batches: memory stays bounded for any size of store."""
+
+STORE_DELETE_EXAMPLE = """examples:
+  radioalign store delete --store first.lance 3f2a9c0d1e4b5a6c 0b1c2d3e4f5a6b7c
+  radioalign store delete --store first.lance --where-name 'J12*'
+  radioalign store delete --store first.lance --errors
+
+Deleting a source removes its zero-shot labels and the record of the files that gave it:
+ingesting the same folder again adds it back if its file is still there.
+--where-name takes a shell-style pattern (*, ?, [abc]); quote it."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Point SigLIP (base or fine-tuned) at radio survey cut-outs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,13 +123,15 @@ def _parser() -> argparse.ArgumentParser:
     _classify_parser(sub)
     _search_parser(sub)
     _serve_parser(sub)
+    _store_parser(sub)
     return parser
 
 
-def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
+def _sub(sub, name: str, help: str, example: str, device: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help, epilog=example, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", required=True, metavar="PATH", help="the LanceDB store (a folder)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    if device:
+        p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv: debug)")
     return p
 
@@ -155,6 +207,7 @@ def _search_parser(sub) -> None:
                    help="only sources within this cone: RA, Dec in degrees or sexagesimal, radius in arcsec or with a unit")  # fmt: skip
     p.add_argument("--frame", choices=("icrs", "galactic"), default="icrs", help="the frame of --cone's centre (default icrs)")
     p.add_argument("--format", choices=("json", "csv", "votable"), default="json", help="output format (default json)")
+    p.add_argument("--prompts", default="fr", metavar="NAME", help="the labels of this prompt set go with each hit (default fr)")
     _model_args(p, "default: the store's own")
     p._negative_number_matcher = _NEGATIVE_VALUE
 
@@ -165,6 +218,25 @@ def _serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--prompts", default="fr", metavar="NAME", help="show the labels of this prompt set (default fr)")
     _model_args(p, "default: the store's own")
+
+
+def _store_parser(sub) -> None:
+    help = "Look after a store: what it holds, the inputs that failed, export, delete."
+    p = sub.add_parser("store", help=help, description=help, epilog=STORE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    info = _sub(actions, "info", "What the store holds: counts, model, index, size, ingest times.", STORE_INFO_EXAMPLE, False)
+    info.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    errors = _sub(actions, "errors", "The inputs that failed: path, reason, when.", STORE_ERRORS_EXAMPLE, False)
+    errors.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
+    export = _sub(actions, "export", "Every source once, with its zero-shot label, to a file.", STORE_EXPORT_EXAMPLE, False)
+    export.add_argument("--format", choices=EXPORT_FORMATS, default=None, help="votable, csv, parquet or fits (default: from --out's suffix)")
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write (replaced when it exists)")
+    export.add_argument("--vectors", action="store_true", help="add the embedding column (parquet and fits)")
+    export.add_argument("--prompts", default="fr", metavar="NAME", help="the zero-shot labels of this prompt set (default fr)")
+    delete = _sub(actions, "delete", "Remove sources (with their labels), or clear the errors table.", STORE_DELETE_EXAMPLE, False)
+    delete.add_argument("ids", nargs="*", metavar="ID", help="the ids of the sources to remove")
+    delete.add_argument("--where-name", metavar="GLOB", help="remove the sources whose name matches this pattern")
+    delete.add_argument("--errors", action="store_true", help="clear the errors table (failed inputs are tried again by the next ingest)")
 
 
 # ---------------------------------------------------------------------------
@@ -205,13 +277,12 @@ def _run_classify(args) -> int:
 
 
 def _run_search(args) -> int:
-    from .search import search, write_results
+    from .api import Survey
+    from .search import write_results
 
     cone = _cone(args.cone, args.frame) if args.cone else None
-    results = search(
-        args.store, text=args.text, like=args.like, k=args.k, cone=cone, model=args.model, adapter=args.adapter, device=args.device
-    )
-    write_results(results, args.format)
+    survey = Survey.open(args.store, model=args.model, adapter=args.adapter, device=args.device, prompts=args.prompts)
+    write_results(survey.search(args.text, like=args.like, k=args.k, cone=cone), args.format)
     return 0
 
 
@@ -223,7 +294,61 @@ def _run_serve(args) -> int:
     return 0
 
 
-_COMMANDS = {"ingest": _run_ingest, "classify": _run_classify, "search": _run_search, "serve": _run_serve}
+def _info_text(info: dict) -> str:
+    """``store info`` as aligned ``key  value`` lines."""
+    index = info["index"]
+    state = "up to date" if index["up_to_date"] else f"{index['unindexed_rows']} sources not yet indexed (the next ingest adds them)"
+    labels = ", ".join(f"{name}: {n}" for name, n in info["labels"].items()) or "none (run `radioalign classify`)"
+    rows = [
+        ("store", info["store"]), ("sources", info["sources"]), ("errors", info["errors"]), ("labels", labels),
+        ("model", info["model"]), ("adapter", info["adapter"] or "none"), ("fingerprint", (info["fingerprint"] or "")[:12]),
+        ("dimension", info["dim"]), ("index", f"{index['kind']} ({state})"), ("recipe", info["recipe"]),
+        ("size", f"{info['size_bytes'] / 2**20:.1f} MiB ({info['size_bytes']} bytes)"),
+        ("first ingest", info["first_ingest"]), ("last ingest", info["last_ingest"]),
+    ]  # fmt: skip
+    return "".join(f"{key:<13}{'' if value is None else value}\n" for key, value in rows)
+
+
+def _table_text(results) -> str:
+    """Rows as a plain text table with a header (columns padded to their widest value)."""
+    cells = [list(results.columns)] + [["" if r.get(c) is None else str(r[c]) for c in results.columns] for r in results]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(results.columns))]
+    return "".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n" for row in cells)
+
+
+def _run_store(args) -> int:
+    from .api import Survey
+
+    survey = Survey.open(args.store, prompts=getattr(args, "prompts", "fr"))
+    if args.action == "info":
+        info = survey.info()
+        sys.stdout.write(json.dumps(info, indent=2) + "\n" if args.format == "json" else _info_text(info))
+    elif args.action == "errors":
+        errors = survey.errors()
+        sys.stdout.write({"table": _table_text, "csv": lambda r: r.to_csv(), "json": lambda r: r.to_json()}[args.format](errors))
+        print(f"{PROG} store errors: {len(errors)} failed inputs", file=sys.stderr)
+    elif args.action == "export":
+        n = survey.export(args.out, args.format, vectors=args.vectors)
+        print(f"{PROG} store export: {n} sources written to {args.out}", file=sys.stderr)
+    else:
+        _run_delete(survey, args)
+    return 0
+
+
+def _run_delete(survey, args) -> None:
+    asked = [bool(args.ids), args.where_name is not None, args.errors]
+    if sum(asked) != 1:
+        raise argparse.ArgumentTypeError("give source IDs, --where-name GLOB or --errors (one of them)")
+    if args.errors:
+        print(f"{PROG} store delete: {survey.delete(errors=True)} errors cleared", file=sys.stderr)
+        return
+    n = survey.delete(args.ids, where_name=args.where_name)
+    missing = len(set(args.ids)) - n if args.ids else 0
+    note = f" ({missing} of the ids given are not in the store)" if missing else ""
+    print(f"{PROG} store delete: {n} sources deleted, with their labels{note}", file=sys.stderr)
+
+
+_COMMANDS = {"ingest": _run_ingest, "classify": _run_classify, "search": _run_search, "serve": _run_serve, "store": _run_store}
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -292,12 +417,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    prefix = f"{PROG} {args.command}: error:"
+    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+    prefix = f"{PROG} {command}: error:"
     try:
         with _library_noise(args.verbose):
             return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted (what was written stays; rerun to resume)", file=sys.stderr)
+        print(f"{PROG} {command}: interrupted (what was written stays; rerun to resume)", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `radioalign search ... | head`: the reader has gone, nothing to say
         with contextlib.suppress(OSError):

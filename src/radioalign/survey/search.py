@@ -13,19 +13,15 @@ centre (haversine) is within the radius.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .store import SOURCES, Store, StoreError, open_store, quote
+from .store import SOURCES, Store, quote
 
 RESULT_FIELDS = ("id", "name", "ra", "dec", "score", "source")
 FORMATS = ("json", "csv", "votable")
@@ -173,64 +169,40 @@ def search(
     model=None,
     adapter=None,
     device=None,
+    prompts: str = "fr",
 ) -> list[dict]:
     """The ``k`` nearest sources to a text (``text``) or to an image (``like``: a source
     id or name in the store, or an image file), as dicts with ``id, name, ra, dec,
-    score, source``, best first. The query's model is the store's own unless given,
+    score, source`` (and ``label, probability, p_<class>`` once the store is classified
+    with ``prompts``), best first. The query's model is the store's own unless given,
     and must match it (``ModelMismatchError``). The query source itself, when ``like``
-    names one, comes first with score 1."""
-    from .encoder import encoder_for_store
+    names one, comes first with score 1. This is :meth:`radioalign.survey.Survey.search`
+    (a :class:`~radioalign.survey.api.Results`, a list)."""
+    from .api import Survey
 
     if (text is None) == (like is None):
         raise ValueError("give exactly one of text= or like=")
-    store = store if isinstance(store, Store) else open_store(store, must_exist=True)
-    if cone is not None and not isinstance(cone, Cone):
-        cone = Cone(*cone)
-    vector = stored_vector(store, str(like)) if like is not None else None
-    if vector is None and like is not None and not Path(like).is_file():
-        raise StoreError(f"{like!r} is neither a source id or name in {store.path} nor an image file")
-    image = file_image(like) if vector is None and like is not None else None  # a bad file fails before the model loads
-    if vector is None or encoder is not None or model is not None or adapter is not None:
-        # a model is needed for a text or a file, and a model the caller names must be the store's
-        encoder = encoder or encoder_for_store(store.meta(), model, adapter, device=device)
-        store.check_model(encoder.fingerprint, "query")
-    if vector is None:
-        vector = encoder.texts([text])[0] if text is not None else file_vector(encoder, like, image)
-    return nearest(store, vector, k, cone)
+    survey = Survey(store, encoder=encoder, model=model, adapter=adapter, device=device, prompts=prompts)
+    return survey.search(text, like=like, k=k, cone=cone)
 
 
 # ---------------------------------------------------------------------------
 # Output
 
 
-def _votable(results: list[dict]) -> str:
-    from astropy.table import Table
-
-    columns = {f: [r[f] for r in results] for f in RESULT_FIELDS}
-    for f in ("ra", "dec"):
-        columns[f] = [np.nan if v is None else v for v in columns[f]]
-    table = Table(columns, names=RESULT_FIELDS, dtype=(str, str, float, float, float, str)) if results else Table(
-        names=RESULT_FIELDS, dtype=(str, str, float, float, float, str)
-    )
-    table["ra"].unit = table["dec"].unit = "deg"
-    buf = io.BytesIO()
-    table.write(buf, format="votable")
-    return buf.getvalue().decode("utf-8")
-
-
 def format_results(results: list[dict], fmt: str = "json") -> str:
-    """Results as JSON (a list of objects), CSV (a header row) or a VOTable (astropy.table)."""
+    """Results as JSON (a list of objects), CSV (a header row) or a VOTable (UCDs and
+    units: :mod:`.votable`); the columns are the results' own keys, in order."""
+    from .api import Results
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    results = results if isinstance(results, Results) else Results(results)
     if fmt == "json":
-        return json.dumps(results, indent=2) + "\n"
+        return results.to_json()
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(results)
-        return buf.getvalue()
-    if fmt == "votable":
-        return _votable(results)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+        return results.to_csv()
+    return results.to_votable().decode("utf-8")
 
 
 def write_results(results: list[dict], fmt: str = "json", stream=None) -> None:

@@ -17,14 +17,25 @@ column             UCD                        unit   meaning
 ``p_<class>``      ``stat.probability``              the probability of each class
 ``source``         ``meta.ref``                      the last path seen (or catalogue#name)
 ``created_at``     ``time.processing``               when the source was ingested (UTC)
+``distance``       ``pos.angDistance``        deg    distance from a cone search's centre
+``flags``          ``meta.code.qual``                flags raised at ingest (orientation-unknown)
+``preprocessing``  ``meta.note``                     how the cut-out became the model input
+``path``           ``meta.ref``                      an input that failed: its path or catalogue#name
+``reason``         ``meta.note``                     why it failed
+``when``           ``time.processing``               when it failed (UTC)
 =================  =========================  =====  ====================================
+
+A store export streams: :func:`votable_parts` gives the document around the rows (its
+FIELDs from an empty table), :func:`tabledata` the rows of each batch, XML-escaped.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
-from typing import Iterable
+from typing import Iterable, Sequence
+from xml.sax.saxutils import escape
 
 # column -> (UCD, unit or None, description)
 COLUMNS: dict[str, tuple[str, str | None, str]] = {
@@ -37,6 +48,12 @@ COLUMNS: dict[str, tuple[str, str | None, str]] = {
     "probability": ("stat.probability", None, "probability of the predicted class"),
     "source": ("meta.ref", None, "where the source was read from: the last path seen, or catalogue#name"),
     "created_at": ("time.processing", None, "when the source was ingested (UTC, ISO 8601)"),
+    "distance": ("pos.angDistance", "deg", "angular distance from the cone's centre (great circle)"),
+    "flags": ("meta.code.qual", None, "flags raised at ingest, e.g. orientation-unknown (a FITS without a celestial WCS)"),
+    "preprocessing": ("meta.note", None, "how the cut-out became the model input (recipe and geometry)"),
+    "path": ("meta.ref", None, "the input that failed: its path, or catalogue#name"),
+    "reason": ("meta.note", None, "why the input failed"),
+    "when": ("time.processing", None, "when the input failed (UTC, ISO 8601)"),
 }
 PROBABILITY_PREFIX = "p_"
 
@@ -48,14 +65,20 @@ def probability_column(cls: str) -> str:
     return PROBABILITY_PREFIX + re.sub(r"\W+", "_", str(cls)).strip("_")
 
 
+def known_columns(classes: Iterable[str] = ()) -> dict[str, tuple[str, str | None, str]]:
+    """:data:`COLUMNS` with the ``p_<class>`` column of each of ``classes``."""
+    known = dict(COLUMNS)
+    for cls in classes:
+        known[probability_column(cls)] = ("stat.probability", None, f"probability of class {cls}")
+    return known
+
+
 def describe(table, classes: Iterable[str] = ()) -> object:
     """Put :data:`COLUMNS`'s UCDs, units and descriptions on ``table``'s columns (in
     place) and return it; ``classes`` names the ``p_<class>`` columns' classes."""
     import astropy.units as u
 
-    known = dict(COLUMNS)
-    for cls in classes:
-        known[probability_column(cls)] = ("stat.probability", None, f"probability of class {cls}")
+    known = known_columns(classes)
     for name in table.colnames:
         if name in known:
             ucd, unit, text = known[name]
@@ -67,9 +90,7 @@ def describe(table, classes: Iterable[str] = ()) -> object:
     return table
 
 
-def votable_bytes(table, *, resource_name: str = "radioalign", infos: dict[str, str] | None = None) -> bytes:
-    """``table`` as VOTable 1.4 bytes (TABLEDATA), with its columns' UCDs as FIELD
-    ``ucd`` attributes and ``infos`` as ``INFO`` elements of the resource."""
+def _votable_file(table, resource_name: str, infos: dict[str, str] | None):
     from astropy.io.votable import from_table
     from astropy.io.votable.tree import Info
 
@@ -83,9 +104,48 @@ def votable_bytes(table, *, resource_name: str = "radioalign", infos: dict[str, 
             field.ucd = ucd
     for key, value in (infos or {}).items():
         resource.infos.append(Info(name=key, value=str(value)))
+    return votable
+
+
+def votable_bytes(table, *, resource_name: str = "radioalign", infos: dict[str, str] | None = None) -> bytes:
+    """``table`` as VOTable 1.4 bytes (TABLEDATA), with its columns' UCDs as FIELD
+    ``ucd`` attributes and ``infos`` as ``INFO`` elements of the resource."""
+    buf = io.BytesIO()
+    _votable_file(table, resource_name, infos).to_xml(buf, tabledata_format="tabledata")
+    return buf.getvalue()
+
+
+def votable_parts(table, *, resource_name: str = "radioalign", infos: dict[str, str] | None = None) -> tuple[str, str]:
+    """``(head, tail)``: the VOTable of ``table``'s columns (described, e.g. an empty
+    table) split where its rows go, so that a writer streams ``head``, then
+    :func:`tabledata` of each batch, then ``tail``. Text columns get ``arraysize="*"``."""
+    votable = _votable_file(table[:0], resource_name, infos)
+    for field in votable.resources[0].tables[0].fields:
+        if field.datatype in ("char", "unicodeChar"):
+            field.arraysize = "*"
     buf = io.BytesIO()
     votable.to_xml(buf, tabledata_format="tabledata")
-    return buf.getvalue()
+    text = buf.getvalue().decode("utf-8")
+    cut = text.rindex("</TABLE>")
+    cut = text.rindex("\n", 0, cut) + 1
+    return text[:cut] + "   <DATA>\n    <TABLEDATA>\n", "    </TABLEDATA>\n   </DATA>\n" + text[cut:]
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _td(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "<TD/>"  # null (a missing position, an unlabelled source)
+    if isinstance(value, float):
+        return f"<TD>{value!r}</TD>"
+    return f"<TD>{escape(_NOT_XML.sub('', str(value)))}</TD>"
+
+
+def tabledata(columns: Sequence[Sequence]) -> str:
+    """``<TR>`` rows of TABLEDATA for the values of each column (in FIELD order): text
+    XML-escaped, characters XML cannot hold dropped, None and NaN as empty cells."""
+    return "".join("     <TR>" + "".join(map(_td, row)) + "</TR>\n" for row in zip(*columns))
 
 
 def error_votable(message: str) -> bytes:
