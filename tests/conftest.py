@@ -62,6 +62,17 @@ def tiny_siglip_dir(tmp_path_factory) -> Path:
     return tiny_folder(tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="session")
+def env(tiny_siglip_dir) -> dict[str, str]:
+    """The environment of a `python -m radioalign` subprocess: `--model tiny` finds the
+    session's tiny SigLIP, this checkout's src/ is imported, no network, one thread."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    return {
+        **os.environ, "RADIOALIGN_MODELS_DIR": str(tiny_siglip_dir.parent), "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1",
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_siglip_dir):
     """``(model, processor)`` of the tiny SigLIP, loaded through ``load_siglip`` once per module."""

@@ -4,7 +4,6 @@ and VOTable) is ingested unchanged from a mosaic, by the `radioalign` command.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,15 +83,6 @@ def write_vizier_votable(path: Path, names, sky: SkyCoord) -> None:
         table.array[i] = (name, c.ra.to_string("h", sep=" ", precision=3, pad=True),
                           c.dec.to_string(sep=" ", precision=2, alwayssign=True, pad=True))  # fmt: skip
     votable.to_xml(str(path))
-
-
-@pytest.fixture(scope="module")
-def env(tiny_siglip_dir) -> dict[str, str]:
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    return {
-        **os.environ, "RADIOALIGN_MODELS_DIR": str(tiny_siglip_dir.parent), "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1",
-    }  # fmt: skip
 
 
 def radioalign(env, *args) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ search, classify, a catalogue with a mosaic, and a kill -9 in the middle of an i
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -92,16 +91,6 @@ def write_bad_files(folder: Path) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------
 # Running the command
-
-
-@pytest.fixture(scope="module")
-def env(tiny_siglip_dir) -> dict[str, str]:
-    """The environment of a subprocess: `--model tiny` finds the session's tiny SigLIP."""
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    return {
-        **os.environ, "RADIOALIGN_MODELS_DIR": str(tiny_siglip_dir.parent), "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1",
-    }  # fmt: skip
 
 
 def radioalign(env, *args, check=True) -> subprocess.CompletedProcess:

@@ -53,15 +53,6 @@ def write_cutouts(folder: Path, seeds) -> None:
         fits.PrimaryHDU(cutout(i), header=sky_header(i)).writeto(folder / f"J{i:04d}.fits")
 
 
-@pytest.fixture(scope="module")
-def env(tiny_siglip_dir) -> dict[str, str]:
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    return {
-        **os.environ, "RADIOALIGN_MODELS_DIR": str(tiny_siglip_dir.parent), "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1",
-    }  # fmt: skip
-
-
 def ingest_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "radioalign", "ingest", *map(str, args), "--model", "tiny", "--workers", "0",
             "--no-progress", "--json"]  # fmt: skip

@@ -59,15 +59,6 @@ def readme_commands() -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def env(tiny_siglip_dir) -> dict[str, str]:
-    """The server's environment: the store's model `tiny` is the session's tiny SigLIP; no network."""
-    return {
-        **os.environ, "RADIOALIGN_MODELS_DIR": str(tiny_siglip_dir.parent), "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1",
-    }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
 def readme_run(tmp_path_factory, tiny_siglip_dir) -> dict:
     """A folder of FITS cut-outs, then the README's commands in it, as written: each one
     through the console script's entry point (``radioalign = radioalign.survey.cli:main``),
