@@ -22,7 +22,7 @@ help:
 	@echo "make test-fast                       the tests not marked slow (under a minute)"
 	@echo "make lab                             JupyterLab on notebooks/"
 	@echo "make bench                           throughput benchmark (no download)"
-	@echo "make bench-survey                    survey tool benchmark: ingest rate, search latency and recall on 10^6 vectors"
+	@echo "make bench-survey                    survey tool benchmark: ingest, Ray vs local, search side by side with FAISS and hnswlib at 10^6 (--quick: 10^5)"
 	@echo "make download                        prefetch data, captions and model for offline nodes"
 	@echo "make references                      regenerate tests/notebooks/ (smoke profile)"
 	@echo "make notebooks-index                 rewrite the Colab cells and the README's notebook table"
@@ -57,36 +57,36 @@ test-fast: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 paper: $(STAMP)
-	$(BIN)/python -m radioalign.study.pipeline --profile $(PROFILE) --timeout $(TIMEOUT)
+	$(BIN)/python -m radioalign.tools.pipeline --profile $(PROFILE) --timeout $(TIMEOUT)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
-	$(BIN)/python -m radioalign.study.bench
+	$(BIN)/python -m radioalign.tools.bench
 
 .PHONY: bench-survey
 bench-survey: $(STAMP)
 	$(BIN)/python -m radioalign.survey.bench
 
 download: $(STAMP)
-	$(BIN)/python -m radioalign.study.pipeline --download --profile $(PROFILE)
+	$(BIN)/python -m radioalign.tools.pipeline --download --profile $(PROFILE)
 
 references: $(STAMP)
-	$(BIN)/python -m radioalign.study.pipeline --references
+	$(BIN)/python -m radioalign.tools.pipeline --references
 
 notebooks-index: $(STAMP)
-	$(BIN)/python -m radioalign.study.notebooks_index
+	$(BIN)/python -m radioalign.tools.notebooks_index
 
 # The text-only baselines over 20 fold seeds and the caption audit on the authors' published
 # test captions (../shared or the downloaded files), offline, into
 # paper/measurements/controls_published.json; then the prose generated from it.
 controls-published: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m radioalign.study.published_controls
-	$(BIN)/python -m radioalign.study.notebooks_index
+	$(BIN)/python -m radioalign.tools.notebooks_index
 
 pdf: $(STAMP)
-	$(BIN)/python -m radioalign.study.report --profile $(PROFILE)
+	$(BIN)/python -m radioalign.tools.report --profile $(PROFILE)
 
 clean:
 	rm -rf build .pytest_cache

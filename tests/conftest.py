@@ -130,7 +130,7 @@ def pytest_sessionstart(session):
 
 @pytest.hookimpl(trylast=True)  # after -m / -k deselection: only what really runs
 def pytest_collection_modifyitems(config, items):
-    from radioalign.study.pipeline import NOTEBOOKS
+    from radioalign.tools.pipeline import NOTEBOOKS
 
     notebooks = {Path(str(item.fspath)).stem for item in items if _is_nbval_cell(item)}
     _study(config).runner = "nbval" if set(NOTEBOOKS) <= notebooks else ""
@@ -176,7 +176,7 @@ def _pipeline_study(tmp: Path) -> SmokeStudy:
     results, build, data = tmp / "results", tmp / "build", tmp / "data"
     env = dict(os.environ, RADIOALIGN_RESULTS_DIR=str(results), RADIOALIGN_DATA_DIR=str(data), HF_HUB_OFFLINE="1")
     env.update(dict.fromkeys(KEY_VARIABLES, SENTINEL_KEY))
-    code = f"from pathlib import Path; from radioalign.study.pipeline import run; run('smoke', build=Path({str(build)!r}))"
+    code = f"from pathlib import Path; from radioalign.tools.pipeline import run; run('smoke', build=Path({str(build)!r}))"
     since = time.time()
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
     failed = [] if done.returncode == 0 else [f"pipeline exit {done.returncode}: {done.stdout[-2000:]}{done.stderr[-2000:]}"]
@@ -195,7 +195,8 @@ def smoke_study(request, tmp_path_factory) -> SmokeStudy:
         return _pipeline_study(tmp_path_factory.mktemp("smoke"))
     from radioalign import paths
     from radioalign.study.layout import results_dir
+    from radioalign.study.profiles import get_profile
 
-    study.results = results_dir("smoke")
+    study.results = results_dir(get_profile("smoke"))
     study.written = [study.results, paths.data_dir(), paths.cache_dir()]
     return study

@@ -11,8 +11,11 @@ from radioalign.captions.audit import ATTRIBUTES, audit_captions
 from radioalign.embed import D4_NAMES, d4_transform, embed_images
 from radioalign.study import controls as C
 from radioalign.study.evaluation import ROW_COLUMNS, synthetic_bundle
+from radioalign.study.profiles import get_profile
 from radioalign.study.rotations import fig_rotation_drop, label_rows, transform_rows, transform_views, tta_rows
 from radioalign.study.text_controls import audit_rows, cv_rows, published_test_captions, text_baseline_rows
+
+SMOKE = get_profile("smoke")
 
 
 @pytest.fixture
@@ -163,7 +166,7 @@ def _rows(**columns) -> dict:
     return {**base, **columns}
 
 
-def _fake_controls(profile: str) -> None:
+def _fake_controls(profile) -> None:
     text = [_rows(model=e, tag=e, captions=c, metric=m, modality="text", value=v, evaluation="train-test")
             for e in ("tfidf", "minilm") for c, v in (("curated", 0.9), ("control", 0.8))
             for m in ("linear_probe_f1", "linear_probe_f1_sklearn", "knn_f1")]
@@ -186,10 +189,10 @@ def _fake_controls(profile: str) -> None:
 
 
 def test_controls_table_from_fake_csvs(results):
-    _fake_controls("smoke")
+    _fake_controls(SMOKE)
     pd.DataFrame([_rows(model="frozen", tag="frozen", metric="knn_f1", modality="text", value=0.7)]).to_csv(
         results / "smoke" / "metrics.csv", index=False)
-    written = C.write_controls_table("smoke")
+    written = C.write_controls_table(SMOKE)
     md, tex = written["controls.md"].read_text(), written["controls.tex"].read_text()
     for group in ("Text-only baselines", "Caption audit", "Rotations and flips", "Newcontrol"):
         assert group in md, group
@@ -209,14 +212,14 @@ def test_controls_table_from_fake_csvs(results):
 
 
 def test_controls_table_without_any_control(results):
-    written = C.write_controls_table("smoke")
+    written = C.write_controls_table(SMOKE)
     assert "No control has written its rows yet" in written["controls.md"].read_text()
     assert pd.read_csv(written["controls.csv"]).empty
 
 
 def test_write_control_needs_the_row_columns(results):
     with pytest.raises(ValueError, match="lacks the columns"):
-        C.write_control(pd.DataFrame([{"metric": "x", "value": 1.0}]), "smoke", "broken")
+        C.write_control(pd.DataFrame([{"metric": "x", "value": 1.0}]), SMOKE, "broken")
 
 
 def test_shuffled_and_seed_controls_get_compact_groups(results):
@@ -229,11 +232,11 @@ def test_shuffled_and_seed_controls_get_compact_groups(results):
                  for e in ("paired", "across")]
     shuffled.append(_rows(model="chance", tag="chance", captions="", metric="recall@1", value=0.01, low=0.01, high=0.01,
                           B=0, seed=42, variant="", evaluation="across"))
-    C.write_control(pd.DataFrame(shuffled), "smoke", "shuffled")
+    C.write_control(pd.DataFrame(shuffled), SMOKE, "shuffled")
     seeds = [_rows(model="vision", tag=t, metric="recall@1", value=v, seed=s, variant="paired")
              for t, s, v in (("vision-curated", 42, 0.1), ("vision-curated_s1", 1, 0.3))]
-    C.write_control(pd.DataFrame(seeds), "smoke", "seeds")
-    md = C.write_controls_table("smoke")["controls.md"].read_text()
+    C.write_control(pd.DataFrame(seeds), SMOKE, "seeds")
+    md = C.write_controls_table(SMOKE)["controls.md"].read_text()
     assert "| Full LoRA, curated: true pairs (6 epochs) | 0.10 [0.40, 0.60] |" in md
     assert "| Full LoRA, curated: shuffled within class (6 epochs) | 0.05 [0.40, 0.60] |" in md, "the same epochs, shown"
     assert "| Full LoRA, curated: true − within class | +0.05 [+0.40, +0.60] |" in md
@@ -257,9 +260,9 @@ def test_control_rows_join_metrics_csv_once(tmp_path, monkeypatch):
                                 value=0.1, low=0.0, high=0.2, n=18, B=10)])  # fmt: skip
     table1.to_csv(folder / "metrics.csv", index=False)
     rows = table1.assign(metric="recall@1_rotated", transform="rot90")
-    write_control(rows, "smoke", "rotations")
+    write_control(rows, SMOKE, "rotations")
     for _ in range(2):  # a rerun replaces the merged rows instead of appending them again
-        write_controls_table("smoke")
+        write_controls_table(SMOKE)
     merged = pd.read_csv(folder / "metrics.csv")
     assert list(merged.columns) == [*ROW_COLUMNS, "control", "detail"] and len(merged) == 2
     control = merged[merged["control"] == "rotations"].iloc[0]

@@ -30,6 +30,7 @@ from radioalign.study.pairs import (
     training_summary,
 )
 from radioalign.study.controls import format_cell, seed_cells, shuffled_test_cells, shuffled_training_cells, write_control
+from radioalign.study.layout import results_dir
 from radioalign.study.profiles import finetune_config, get_profile
 from radioalign.study.seeds import SEED_COLUMNS, holm, paired_seed_tests, seed_metrics, seed_summary, write_seed_outputs
 
@@ -175,11 +176,12 @@ def controls_profile(tmp_path, monkeypatch):
 
 
 def test_table1_sees_only_the_plain_final_models(controls_profile):
-    assert list(B.available_bundles("smoke")) == ["frozen", "full-control", "full-curated", "vision-control", "vision-curated"]
-    every = B.available_bundles("smoke", controls=True)
+    results = results_dir(controls_profile)
+    assert list(B.available_bundles(results)) == ["frozen", "full-control", "full-curated", "vision-control", "vision-curated"]
+    every = B.available_bundles(results, controls=True)
     assert "full-curated+across" in every and "full-curated_epoch1" not in every
-    assert set(B.control_bundles("smoke")) == {t for t in SMOKE_BUNDLES if "_s1" in t or "+" in t} - {"full-curated_s1_epoch1"}
-    assert B.missing_bundles("smoke", controls_profile.scopes) == []
+    assert set(B.control_bundles(results)) == {t for t in SMOKE_BUNDLES if "_s1" in t or "+" in t} - {"full-curated_s1_epoch1"}
+    assert B.missing_bundles(results, controls_profile.scopes) == []
     said = B.describe_controls(controls_profile)
     assert "6 of 8 control bundles" in said and "full-control+withinclass" in said and "full-control+across" in said
 
@@ -287,7 +289,7 @@ def test_run_one_trains_on_shuffled_captions_with_its_seed(tiny_siglip_dir, tmp_
         run_one(profile, "full", "curated", variant="withinclass", **common)  # its true run is not there yet
     true = run_one(profile, "full", "curated", **common)
     shuffled = run_one(profile, "full", "curated", variant="withinclass", **common)
-    folder = run_dir("smoke", "full-curated+withinclass_s5")
+    folder = run_dir(results_dir(profile), "full-curated+withinclass_s5")
     record = json.loads((folder / "shuffle.json").read_text())
     assert record["permutation"] == perm and record["seed"] == 5
     assert record["matched_run"] == "full-curated_s5" and record["matched_epochs"] == true.epochs_run
@@ -295,9 +297,9 @@ def test_run_one_trains_on_shuffled_captions_with_its_seed(tiny_siglip_dir, tmp_
     assert config["seed"] == 5 and config["epochs"] == 4, "the schedule is planned over the profile's epochs"
     assert config["epochs_run"] == shuffled.epochs_run == true.epochs_run, "as many epochs as the true run"
     assert config["fixed_epochs"] == true.epochs_run and config["stamp"]["matched_epochs"] == true.epochs_run
-    bundle = B.load_bundle(embeddings_file("smoke", "full-curated+withinclass_s5"))
+    bundle = B.load_bundle(embeddings_file(results_dir(profile), "full-curated+withinclass_s5"))
     assert bundle["text_curated_train"].shape == (12, 32), "the bundle embeds the true captions"
-    assert B.available_bundles("smoke") == {} and sorted(B.control_bundles("smoke")) == ["full-curated+withinclass_s5", "full-curated_s5"]
+    assert B.available_bundles(results_dir(profile)) == {} and sorted(B.control_bundles(results_dir(profile))) == ["full-curated+withinclass_s5", "full-curated_s5"]
     with pytest.raises(ValueError, match="variant"):
         run_one(profile, "full", "curated", train=train, test=test, texts=texts, model=model, processor=processor, variant="x")
 
@@ -314,7 +316,7 @@ def test_shuffled_rows_use_the_profiles_seed_and_equal_table1(controls_profile):
     (notebook 04: collect_metrics with seed = P.seed): every true-pair row equals Table 1's."""
     from radioalign.study.tables import collect_metrics
 
-    table1 = collect_metrics("smoke", bootstrap=controls_profile.bootstrap, seed=controls_profile.seed, progress=False)
+    table1 = collect_metrics(results_dir(controls_profile), bootstrap=controls_profile.bootstrap, seed=controls_profile.seed, progress=False)
     rows = shuffled_metrics(controls_profile)
     true = rows[(rows["evaluation"] == "paired") & (rows["variant"] == "paired") & (rows["model"] != CHANCE)]
     key = ["tag", "captions", "metric", "modality"]

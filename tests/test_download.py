@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import types
 
-from radioalign.study import download
+from radioalign.tools import download
 
 
 def test_prefetch_smoke_profile_prepares_everything_offline(tmp_path, monkeypatch, capsys):

@@ -193,7 +193,7 @@ def test_bundle_rejects_broken_contents(tmp_path):
 
 def test_benchmark_pieces_run_on_the_tiny_model(tiny_siglip_dir):
     # (no timing asserted: a smoke test that `python -m radioalign.bench` can run its steps)
-    from radioalign.study.bench import bench_epoch, bench_images, bench_texts, bench_train_step, matmul_peak, render_epochs
+    from radioalign.tools.bench import bench_epoch, bench_images, bench_texts, bench_train_step, matmul_peak, render_epochs
 
     model, processor = load_tiny(tiny_siglip_dir)
     peak = matmul_peak(torch.float32, torch.device("cpu"), max_n=256, budget_s=0.05)
@@ -230,7 +230,7 @@ def test_study_captions_come_in_dataset_order(tmp_path, monkeypatch):
     test = SimpleNamespace(names=["d"])
     for prompt in profile.prompts:
         for split, names in (("train", ["c", "a", "b"]), ("test", ["d"])):
-            store = CaptionStore(captions_store("smoke", profile.caption_source, prompt, split))
+            store = CaptionStore(captions_store(tmp_path / "smoke", profile.caption_source, prompt, split))
             store.append(*[make_record(n, caption=f"{prompt} {n}", backend="catalog", model=None,
                                        prompt=prompt, prompt_sha256="x") for n in names])  # fmt: skip
     texts = study_captions(profile, train, test)
@@ -246,7 +246,7 @@ def test_study_captions_adds_the_catalog_condition_when_stored(tmp_path, monkeyp
     from radioalign.captions import caption_images
     from radioalign.data import images_by_name, load_mirabest
     from radioalign.study.inputs import study_captions
-    from radioalign.study.layout import captions_store
+    from radioalign.study.layout import captions_store, results_dir
     from radioalign.study.profiles import get_profile
 
     monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path / "results"))
@@ -256,12 +256,12 @@ def test_study_captions_adds_the_catalog_condition_when_stored(tmp_path, monkeyp
     test = load_mirabest("test", version="synthetic").subset(range(4))
     for split, ds in (("train", train), ("test", test)):
         for prompt in P.prompts:  # the "main" source's stores, made here by the catalogue backend
-            caption_images(images_by_name(ds), prompt, "catalog", captions_store(P.name, "main", prompt, split), progress=False)
+            caption_images(images_by_name(ds), prompt, "catalog", captions_store(results_dir(P), "main", prompt, split), progress=False)
     assert sorted(study_captions(P, train, test)) == ["control", "curated"]
 
-    caption_images(images_by_name(train), "curated", "catalog", captions_store(P.name, "catalog", "curated", "train"), progress=False)
+    caption_images(images_by_name(train), "curated", "catalog", captions_store(results_dir(P), "catalog", "curated", "train"), progress=False)
     assert "catalog" not in study_captions(P, train, test), "test split not captioned yet: left out"
-    caption_images(images_by_name(test), "curated", "catalog", captions_store(P.name, "catalog", "curated", "test"), progress=False)
+    caption_images(images_by_name(test), "curated", "catalog", captions_store(results_dir(P), "catalog", "curated", "test"), progress=False)
     texts = study_captions(P, train, test)
     assert sorted(texts) == ["catalog", "control", "curated"]
     assert texts["catalog"]["test"] == texts["curated"]["test"]  # same backend and prompt here

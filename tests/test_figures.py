@@ -22,10 +22,10 @@ import pytest  # noqa: E402
 
 from radioalign.metrics import pair_cosines  # noqa: E402
 from radioalign.study import figures as F  # noqa: E402
-from radioalign.study import report  # noqa: E402
+from radioalign.tools import report  # noqa: E402
 from radioalign.study.bundles import tag  # noqa: E402
-from radioalign.study.layout import figures_dir  # noqa: E402
-from radioalign.study.pipeline import NOTEBOOKS  # noqa: E402
+from radioalign.study.layout import figures_dir, results_dir  # noqa: E402
+from radioalign.tools.pipeline import NOTEBOOKS  # noqa: E402
 from radioalign.study.profiles import get_profile  # noqa: E402
 
 try:
@@ -89,7 +89,7 @@ def test_save_figure_stamps_notebook_function_and_profile(results):
         assert stamp["figure"] == "fig3" and stamp["note"] == "x"
 
 
-def _save_blank(keys, profile="smoke"):
+def _save_blank(keys, profile=get_profile("smoke")):
     for key in keys:
         F.save_figure(plt.figure(), key, profile, close=True)
 
@@ -116,8 +116,8 @@ def test_report_collects_the_registered_figures(results, tmp_path):
         assert f"generated/{f.key}.pdf" in tex and f"notebooks/{f.notebook}.ipynb".replace("_", "\\_") in tex
     assert tex.count("\\begin{figure}") == len(F.report_figures())
     assert "%" not in tex.replace("\\%", ""), "titles are escaped for LaTeX"
-    assert [f.key for f in F.missing_figures("smoke")] == []
-    assert figures_dir("smoke") == results / "smoke" / "figures"
+    assert [f.key for f in F.missing_figures(results / "smoke")] == []
+    assert figures_dir(results / "smoke") == results / "smoke" / "figures"
 
 
 # ----------------------------------------------------------------- Figure 1, 1b
@@ -215,9 +215,9 @@ def test_every_study_figure_draws_and_saves(bundles, results):
         for title, (xlabel, ylabel) in EXPECTED_LABELS.get(key, {}).items():
             found = next(p for p in panels if p[0] == title)
             assert (found[1], found[2]) == (xlabel, ylabel), (key, title)
-        for p in F.save_figure(fig, key, "smoke", close=True):
+        for p in F.save_figure(fig, key, get_profile("smoke"), close=True):
             assert p.stat().st_size > 1000
-    F.require_figures("smoke", study)
+    F.require_figures(results_dir(get_profile("smoke")), study)
 
 
 def _panel(ax) -> tuple[str, str, str, bool, bool]:
@@ -259,7 +259,7 @@ def test_figures_without_bundles_say_so():
 
 
 def test_publish_copies_the_registered_report_figures(results, tmp_path, monkeypatch):
-    from radioalign.study import pipeline
+    from radioalign.tools import pipeline
 
     monkeypatch.setattr(pipeline, "repo_root", lambda: tmp_path / "repo")
     _save_blank([f.key for f in F.report_figures() if f.key != "fig5b"] + ["caption_lengths"])

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from radioalign.study.pipeline import NOTEBOOKS
+from radioalign.tools.pipeline import NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "notebooks"
@@ -90,7 +90,7 @@ def test_readme_badges_point_at_existing_notebooks():
 
 
 def test_colab_cells_and_readme_index_are_up_to_date():
-    from radioalign.study import notebooks_index
+    from radioalign.tools import notebooks_index
 
     stale = notebooks_index.update(ROOT, write=False)
     assert not stale, f"out of date: {[str(p.relative_to(ROOT)) for p in stale]}: run `make notebooks-index`"
@@ -113,7 +113,7 @@ def project_copy(tmp_path) -> Path:
 
 
 def test_notebooks_index_writes_the_repository_from_pyproject(project_copy, monkeypatch):
-    from radioalign.study import notebooks_index
+    from radioalign.tools import notebooks_index
 
     names = sorted(p.name for p in notebooks_index.update(project_copy, write=False))
     assert names == sorted(["README.md"] + [f"{n}.ipynb" for n in NOTEBOOKS]), "--check sees every file"
@@ -140,7 +140,7 @@ def test_notebooks_index_writes_the_repository_from_pyproject(project_copy, monk
 
 
 def test_notebooks_index_wants_a_github_repository(project_copy):
-    from radioalign.study import notebooks_index
+    from radioalign.tools import notebooks_index
 
     pyproject = project_copy / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace("https://github.com/someone/fork", "https://example.org/fork"))

@@ -18,8 +18,8 @@ import nbformat
 import pytest
 from conftest import SENTINEL_KEY
 
-from radioalign.study import pipeline
-from radioalign.study.pipeline import NOTEBOOKS, SOURCE_ROOT, code_cells, reached_files, step_key
+from radioalign.tools import pipeline
+from radioalign.tools.pipeline import NOTEBOOKS, SOURCE_ROOT, code_cells, reached_files, step_key
 from radioalign.study.profiles import PINNED_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,14 +37,14 @@ def test_smoke_study_writes_table_figures_stamps_and_no_key(smoke_study, monkeyp
     assert not smoke_study.failed, f"the smoke study ({smoke_study.runner}) failed: {smoke_study.failed[:3]}"
     out = smoke_study.results
     expected = [out / name for name in ("metrics.csv", "table1.md", "table1.tex")]
-    expected += [path for figure in report_figures() for path in figure.paths("smoke")]
+    expected += [path for figure in report_figures() for path in figure.paths(out)]
     for path in expected:
         assert path.is_file(), f"{path} was not written"
         assert path.stat().st_mtime >= smoke_study.since, f"{path} is left from an earlier session"
         stamp = json.loads(path.with_name(path.name + ".stamp.json").read_text())
         assert stamp["profile"] == "smoke" and stamp["commit"] and stamp["versions"]["torch"], path
     for figure in report_figures():
-        assert all(p.stat().st_size > 1000 for p in figure.paths("smoke")), f"{figure.key} is empty"
+        assert all(p.stat().st_size > 1000 for p in figure.paths(out)), f"{figure.key} is empty"
     assert "Frozen" in (out / "table1.md").read_text()
 
     # The key sat in every kernel's environment: no file written since and no output holds it.
@@ -117,7 +117,7 @@ def _touch(path: Path) -> None:
 
 def test_step_keys_change_only_with_code_a_notebook_reaches(src_copy):
     reached = [{p.relative_to(src_copy) for p in reached_files(code_cells(ROOT / "notebooks" / f"{n}.ipynb"), src_copy)} for n in NOTEBOOKS]
-    tools = [Path("radioalign/study") / f"{m}.py" for m in ("bench", "report", "download", "pipeline", "notebooks_index")]
+    tools = [Path("radioalign/tools") / f"{m}.py" for m in ("bench", "report", "download", "pipeline", "notebooks_index")]
     assert not set(tools) & set.union(*reached), "no notebook imports the tools"
     before = _keys(src_copy)
     for tool in tools:
@@ -159,7 +159,7 @@ def test_a_second_run_skips_every_step_and_an_edit_reruns_from_its_step(tmp_path
     assert os.environ.get(PINNED_VARIABLE) is None, "and the pin ends with the run"
     assert pipeline.run("smoke", build=build, src=src_copy) == [], "unchanged inputs: every step skipped"
 
-    _touch(src_copy / "radioalign" / "study" / "bench.py")
+    _touch(src_copy / "radioalign" / "tools" / "bench.py")
     assert pipeline.run("smoke", build=build, src=src_copy) == []
 
     notebooks = tmp_path / "notebooks"

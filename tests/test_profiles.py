@@ -67,3 +67,19 @@ def test_table_stamps_carry_the_profile_with_its_overrides(tmp_path, monkeypatch
     stamp_ = json.loads(written["table1.md"].with_name("table1.md.stamp.json").read_text())
     assert stamp_["profile"] == "smoke" and stamp_["profile_settings"]["bootstrap"] == 20
     assert "profile smoke" in written["table1.md"].read_text()
+
+
+def test_the_layout_takes_a_profile_then_its_folder(tmp_path, monkeypatch):
+    """``results_dir`` is where a Profile becomes a folder; a name there, or a name where the
+    folder is due, fails loudly instead of writing to a relative path."""
+    from radioalign.study import layout
+
+    monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
+    results = layout.results_dir(get_profile("smoke", seed=3))
+    assert results == tmp_path / "smoke"
+    assert layout.run_dir(results, "full-curated") == tmp_path / "smoke" / "runs" / "full-curated"
+    assert layout.captions_store(results, "catalog", "curated", "test") == results / "captions" / "catalog" / "curated_test.jsonl"
+    with pytest.raises(TypeError, match="takes a Profile"):
+        layout.results_dir("smoke")
+    with pytest.raises(TypeError, match="results folder"):
+        layout.embeddings_file("smoke", "frozen")

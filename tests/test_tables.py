@@ -13,6 +13,7 @@ import pytest
 from radioalign.study import tables as T
 from radioalign.study import bundles as B
 from radioalign.study.evaluation import ROW_COLUMNS, synthetic_bundle
+from radioalign.study.profiles import get_profile
 
 # model -> (curated, control) for two rows; "full" has no control run for cosine.
 FIXED = {
@@ -143,10 +144,11 @@ def fake_results(tmp_path, monkeypatch):
 
 
 def test_collect_and_write(fake_results):
-    assert list(B.available_bundles("smoke")) == ["frozen", "text-curated", "vision-control", "vision-curated"]
-    assert "vision-curated_epoch1" in B.available_bundles("smoke", stages=True)
-    assert B.missing_bundles("smoke") == ["text-control", "full-curated", "full-control"]
-    df = T.collect_metrics("smoke", bootstrap=50, protocols=("paper",), progress=False)
+    results = fake_results / "smoke"
+    assert list(B.available_bundles(results)) == ["frozen", "text-curated", "vision-control", "vision-curated"]
+    assert "vision-curated_epoch1" in B.available_bundles(results, stages=True)
+    assert B.missing_bundles(results) == ["text-control", "full-curated", "full-control"]
+    df = T.collect_metrics(results, bootstrap=50, protocols=("paper",), progress=False)
     assert list(df.columns) == ROW_COLUMNS
     runs = set(zip(df["tag"], df["captions"]))
     assert {("frozen", "curated"), ("frozen", "control"), ("vision-curated", "curated"), ("text-curated", "curated")} <= runs
@@ -160,12 +162,12 @@ def test_collect_and_write(fake_results):
     diffs = df[df["captions"] == "curated-control"]
     assert (diffs["low"] <= diffs["value"] + 1e-12).all() and (diffs["value"] <= diffs["high"] + 1e-12).all()
 
-    path = T.write_metrics(df, "smoke")
+    path = T.write_metrics(df, get_profile("smoke"))
     assert path == fake_results / "smoke" / "metrics.csv"
     back = pd.read_csv(path)
     assert len(back) == len(df) and list(back.columns) == ROW_COLUMNS
     assert json.loads(path.with_name("metrics.csv.stamp.json").read_text())["profile"] == "smoke"
-    written = T.write_tables(df, "smoke", B=50)
+    written = T.write_tables(df, get_profile("smoke"), B=50)
     assert set(written) == {"table1.md", "table1.tex", "comparison.md", "comparison.tex"}
     for p in written.values():
         assert p.with_name(p.name + ".stamp.json").is_file()
@@ -185,7 +187,7 @@ def test_full_control_probe_at_lr_one_as_the_authors_log_ran_it(tmp_path, monkey
     bundles = {t: synthetic_bundle(40, 24, 6, noise=2.0, variant=v) for v, t in enumerate(["full-curated", "full-control"])}
     for t, b in bundles.items():
         np.savez(folder / f"{t}.npz", **b)
-    df = T.collect_metrics("smoke", bootstrap=50, protocols=("paper",), progress=False)
+    df = T.collect_metrics(folder.parent, bootstrap=50, protocols=("paper",), progress=False)
     logged = df[df["metric"] == AUTHORS_LR_METRIC]
     control = logged[logged["captions"] == "control"].set_index("modality")
     assert set(control.index) == {"image", "text_authors", "concat"}, "only the Full-control run gets the lr-1.0 probe"

@@ -203,7 +203,7 @@ def _authors_split(n: int, fraction: float = 0.15, seed: int = 42) -> tuple[list
 
 @pytest.mark.parametrize("n", [N, 729])
 def test_finetune_uses_the_authors_random_split_order(tiny, tmp_path, monkeypatch, n):
-    import radioalign.train as train_module
+    import radioalign.train.loop as train_module  # where the epoch loop looks these up
 
     model, processor = tiny
     # tiny images that carry their own index in two pixels, so the order used can be read back
@@ -258,7 +258,7 @@ def test_mismatched_pairs_raise_before_anything_is_written(tiny, pairs, tmp_path
 
 
 def test_run_one_writes_run_folder_and_bundles(tiny_siglip_dir, tmp_path, monkeypatch):
-    from radioalign.study.layout import embeddings_file, run_dir
+    from radioalign.study.layout import embeddings_file, results_dir, run_dir
     from radioalign.study.profiles import get_profile
 
     monkeypatch.setenv("RADIOALIGN_RESULTS_DIR", str(tmp_path))
@@ -275,9 +275,10 @@ def test_run_one_writes_run_folder_and_bundles(tiny_siglip_dir, tmp_path, monkey
     model, processor = load_tiny(tiny_siglip_dir)
     result = run_one(profile, "vision", "control", train=train, test=test, texts=texts,
                      model=model, processor=processor, progress=False)  # fmt: skip
-    assert result.completed and (run_dir("smoke", "vision-control") / "adapter").is_dir()
-    final = load_bundle(embeddings_file("smoke", "vision-control"))
-    stage = load_bundle(embeddings_file("smoke", "vision-control_epoch1"))
+    results = results_dir(profile)
+    assert result.completed and (run_dir(results, "vision-control") / "adapter").is_dir()
+    final = load_bundle(embeddings_file(results, "vision-control"))
+    stage = load_bundle(embeddings_file(results, "vision-control_epoch1"))
     assert final["image_train"].shape == (12, 32) and final["text_curated_test"].shape == (4, 32)
     assert list(final["names_test"]) == test.names and final["labels_train"].dtype == np.int64
     assert set(stage) == set(final)

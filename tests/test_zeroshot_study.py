@@ -84,8 +84,8 @@ def test_frozen_difference_is_zero_and_runs_differ(tmp_path, monkeypatch):
     for tag_, wrong in (("frozen", 4), (B.tag("vision", "curated"), 2), (B.tag("vision", "control"), 7)):
         bundle = with_prompts(synthetic_bundle(30, 16, DIM, seed=5), wrong=wrong)
         bundle.pop("expected")
-        B.save_bundle(B.embeddings_file("smoke", tag_), **bundle)
-    df = T.collect_metrics("smoke", bootstrap=50, protocols=("paper",), progress=False)
+        B.save_bundle(B.embeddings_file(tmp_path / "smoke", tag_), **bundle)
+    df = T.collect_metrics(tmp_path / "smoke", bootstrap=50, protocols=("paper",), progress=False)
     zs = df[df["metric"] == "zero_shot_f1"].set_index(["model", "captions"])
     frozen = zs.loc["frozen"]
     columns = ["value", "low", "high"]

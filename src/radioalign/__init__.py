@@ -10,22 +10,16 @@ Two layers, as open_clip keeps ``open_clip`` apart from ``open_clip_train``:
   ``provenance``;
 - the **study** (``radioalign.study``), which uses the library to reproduce the paper:
   profiles, the results layout, bundles and tags, runs, tables, controls, figures, the
-  deviation registry, the notebook pipeline, the report, the benchmark and prefetching.
+  deviation registry and the measurements behind it;
+- the **tools** (``radioalign.tools``) around the study: the notebook pipeline, the
+  generated indexes, the report, the benchmark and prefetching.
 
-``radioalign.deviations()`` and ``radioalign.text_only_features(...)`` are importable from
-here without loading torch.
+``radioalign.text_only_features(...)`` is importable from here without loading torch; the
+deviation registry is the study's: ``radioalign.study.deviations()``. Nothing here imports
+the study: the arrows run from the study to the library only.
 """
 
 __version__ = "0.1.0"
-
-
-def deviations():
-    """Every known difference between the paper, the authors' code and radioalign, as a
-    DataFrame (``topic, paper, authors_code, radioalign, effect``); see
-    ``radioalign.study.deviations``."""
-    from .study.deviations import deviations as _deviations
-
-    return _deviations()
 
 
 def text_only_features(texts, encoder="tfidf", fit_texts=None):

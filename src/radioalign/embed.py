@@ -211,21 +211,26 @@ def embed_images(
     size = int(base_model(model).config.vision_config.image_size)
 
     def compute() -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros((0, base_model(model).config.vision_config.hidden_size), np.float32)
-        chunks = []
-        with evaluating(model), torch.inference_mode(), autocast(device, compute_dtype):
-            for start in tqdm(range(0, len(images), batch_size), desc="images", leave=False, disable=not progress):
-                pixels = preprocess(images[start : start + batch_size], mode=preprocessing, size=size)
-                feats = image_features(model, pixels.to(device, non_blocking=True))
-                chunks.append(feats.float().cpu().numpy())
-        return np.concatenate(chunks).astype(np.float32, copy=False)
+        return _image_features(model, images, preprocessing, size, batch_size, device, compute_dtype, progress)
 
     if cache_dir is None:
         return compute()
     parts = {"preprocessing": preprocessing, "dtype": str(compute_dtype), "size": size, "shape": images.shape}
     key = _cache_key("images", model, parts, np.ascontiguousarray(images).tobytes())
     return _cached(cache_dir, "images", key, compute)
+
+
+def _image_features(model, images, preprocessing: str, size: int, batch_size: int, device, compute_dtype, progress: bool) -> np.ndarray:
+    """The vision tower's pooled outputs of ``images`` in batches, float32 on the CPU (no cache)."""
+    if len(images) == 0:
+        return np.zeros((0, base_model(model).config.vision_config.hidden_size), np.float32)
+    chunks = []
+    with evaluating(model), torch.inference_mode(), autocast(device, compute_dtype):
+        for start in tqdm(range(0, len(images), batch_size), desc="images", leave=False, disable=not progress):
+            pixels = preprocess(images[start : start + batch_size], mode=preprocessing, size=size)
+            feats = image_features(model, pixels.to(device, non_blocking=True))
+            chunks.append(feats.float().cpu().numpy())
+    return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 D4_NAMES = ("identity", "rot90", "rot180", "rot270", "flip", "flip+rot90", "flip+rot180", "flip+rot270")

@@ -331,6 +331,71 @@ unassociated associated appears visible seen along across around there these whi
 """.split()
 
 
+def _tiny_tokenizer():
+    """The tiny model's tokenizer: word level over ``_TINY_CORPUS`` (lower-casing, digits
+    split), ``<pad>``/``</s>``/``<unk>``, ``</s>`` appended, as a fast tokenizer."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
+    )
+    trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"], min_frequency=1)
+    backend.train_from_iterator([" ".join(_TINY_CORPUS), "0 1 2 3 4 5 6 7 8 9 . , + - ( ) : ; % = /"], trainer=trainer)
+    eos = backend.token_to_id("</s>")
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=64,
+        padding_side="right",
+    )
+
+
+def _tiny_model(tokenizer, seed: int):
+    """A random SigLIP, hidden size 32, 2 layers and 2 heads per tower, 32 px images in 8 px
+    patches, text length 64; weights from ``seed`` without touching the global RNG."""
+    from transformers import SiglipConfig, SiglipModel
+
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    config = SiglipConfig(
+        text_config=dict(
+            tower,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=64,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=None,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        vision_config=dict(tower, image_size=32, patch_size=8),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SiglipModel(config)
+
+
+def _save_into_place(folder: Path, *savables) -> None:
+    """``save_pretrained`` each of ``savables`` into a temporary folder, then rename it to
+    ``folder``, so concurrent callers (parallel notebooks) never see a half-written model."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        for savable in savables:
+            savable.save_pretrained(tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            # Another process finished first: keep its copy.
+            if not (folder / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_tiny_siglip(folder: str | os.PathLike, *, seed: int = 0) -> Path:
     """Write a tiny random SigLIP and its processor to ``folder`` (once) and return it.
 
@@ -345,59 +410,13 @@ def build_tiny_siglip(folder: str | os.PathLike, *, seed: int = 0) -> Path:
     folder = Path(folder)
     if (folder / "config.json").is_file():
         return folder
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipModel, SiglipProcessor
-    from transformers import SiglipImageProcessorPil
+    from transformers import SiglipImageProcessorPil, SiglipProcessor
 
-    backend = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
-    )
-    trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"], min_frequency=1)
-    backend.train_from_iterator([" ".join(_TINY_CORPUS), "0 1 2 3 4 5 6 7 8 9 . , + - ( ) : ; % = /"], trainer=trainer)
-    eos = backend.token_to_id("</s>")
-    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        model_max_length=64,
-        padding_side="right",
-    )
+    tokenizer = _tiny_tokenizer()
     processor = SiglipProcessor(
         image_processor=SiglipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer
     )
-    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    config = SiglipConfig(
-        text_config=dict(
-            tower,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=64,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=None,
-            eos_token_id=eos,
-        ),
-        vision_config=dict(tower, image_size=32, patch_size=8),
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SiglipModel(config)
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            # Another process finished first: keep its copy.
-            if not (folder / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _save_into_place(folder, _tiny_model(tokenizer, seed), processor)
     return folder
 
 
@@ -518,3 +537,14 @@ def random_base_siglip(device: str | torch.device = "cpu", seed: int = 0):
         model.logit_scale.fill_(float(np.log(10.0)))
         model.logit_bias.fill_(-10.0)
     return model.eval().to(device)
+
+
+def tiny_processor():
+    """A SigLIP processor built locally (no download), the tiny model's (:func:`build_tiny_siglip`,
+    kept in the temporary folder): caption ids fall inside the base model's 256k vocabulary,
+    and padding to 64 tokens makes the text cost independent of the words. For benchmarks
+    and precision checks on :func:`random_base_siglip`."""
+    from transformers import AutoProcessor
+
+    folder = build_tiny_siglip(Path(tempfile.gettempdir()) / "radioalign-bench-tiny-siglip")
+    return AutoProcessor.from_pretrained(folder)

@@ -4,7 +4,7 @@
 
 ``images`` maps ids (``MiraBest.names``) to 150x150 ``uint8`` arrays; ``prompt`` is
 "control" or "curated" (``PROMPTS``); ``store`` is the JSONL file the captions go
-to (the study keeps them at ``study.layout.captions_store(profile, source, prompt, split)``). Backends:
+to (the study keeps them at ``study.layout.captions_store(results, source, prompt, split)``). Backends:
 
 ``published``  the authors' Gemini captions (``published.py``); ids ``full-<split>-NNNN``
                or ``split=`` with the images in ``MiraBest_full`` row order.

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from .mirabest import (
+from .archive import (
     IMAGE_SHAPE,
     LABEL_NAMES,
     MEMBERS,
@@ -30,8 +30,8 @@ from .mirabest import (
     SYNTHETIC_MANIFEST,
     TRAIN_BATCHES,
     VERSIONS,
-    _atomic_write,
-    _md5_bytes,
+    atomic_write,
+    md5_bytes,
     md5sum,
 )
 
@@ -232,16 +232,16 @@ def make_synthetic_archive(root: str | os.PathLike | None = None, *, per_batch: 
     payload = buf.getvalue()
 
     archive = root / spec.archive
-    _atomic_write(archive, payload)
+    atomic_write(archive, payload)
     manifest = {
         "archive": spec.archive,
         "folder": spec.folder,
         "archive_md5": md5sum(archive),
-        "member_md5": {name: _md5_bytes(members[name]) for name in MEMBERS},
+        "member_md5": {name: md5_bytes(members[name]) for name in MEMBERS},
         "generator": {"function": "radioalign.data.make_synthetic_archive", "per_batch": per_batch, "seed": seed},
         "stamp": stamp(),
     }
-    _atomic_write(root / SYNTHETIC_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write(root / SYNTHETIC_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     shutil.rmtree(root / spec.folder, ignore_errors=True)
     return archive
 

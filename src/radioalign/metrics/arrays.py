@@ -1,4 +1,4 @@
-"""Input checks shared by the metrics, and row normalisation.
+"""Input checks shared by the metrics, and the package's one row normaliser.
 
 Every public metric checks its arrays here first, so a wrong shape, a NaN or a label
 vector of the wrong length fails with a message that names the argument, not deep in
@@ -42,10 +42,23 @@ def as_labels(y: Any, name: str, n: int) -> np.ndarray:
     return a
 
 
-def l2_normalize(x: Any) -> np.ndarray:
-    """Rows scaled to unit Euclidean norm (float64); a zero row is an error, not a NaN."""
-    a = as_matrix(x, "x").astype(np.float64)
+def l2_normalize(x: Any, *, dtype=np.float64, zero_rows: str = "error") -> np.ndarray:
+    """Rows scaled to unit Euclidean norm, computed and returned in ``dtype``: the one row
+    normaliser of the package (the metrics, the plots and the survey tool all call it).
+
+    ``zero_rows="error"`` (the metrics): ``x`` is checked first (:func:`as_matrix`) and a row
+    of norm zero is an error, not a NaN, because cosine similarity is undefined there.
+    ``zero_rows="keep"`` (the survey's stores and prompts): no checks, a 1-D vector is one
+    row, and a zero row stays zero, so a blank vector ranks last instead of failing a search.
+    """
+    if zero_rows not in ("error", "keep"):
+        raise ValueError(f"zero_rows must be 'error' or 'keep', not {zero_rows!r}")
+    if zero_rows == "error":
+        a = as_matrix(x, "x").astype(dtype)
+    else:
+        a = np.asarray(x, dtype=dtype)
+        a = a[None] if a.ndim == 1 else a
     norms = np.linalg.norm(a, axis=1, keepdims=True)
-    if np.any(norms == 0):
+    if zero_rows == "error" and np.any(norms == 0):
         raise ValueError(f"{int((norms == 0).sum())} row(s) have zero norm: cosine similarity is undefined")
-    return a / norms
+    return a / np.where(norms > 0, norms, 1.0)

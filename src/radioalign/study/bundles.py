@@ -23,6 +23,8 @@ A *plain* tag has neither: Table 1 and the figures see only plain final models
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import re
 from dataclasses import dataclass, replace
@@ -32,7 +34,11 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..provenance import write_stamp
-from .layout import embeddings_dir, embeddings_file
+from .layout import embeddings_dir, embeddings_file, results_dir
+
+
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
 
 FROZEN = "frozen"
 SCOPES = ("vision", "text", "full")
@@ -155,7 +161,7 @@ def shuffled_run_tags(captions: Sequence[str], modes: Sequence[str], scope: str 
     return [Tag(scope, c, variant=m) for c in captions for m in modes]
 
 
-def control_tags(profile, shuffle_scope: str = "full") -> list[str]:
+def control_tags(profile: Profile, shuffle_scope: str = "full") -> list[str]:
     """Every final-model tag notebook 08 writes for ``profile`` (its ``seeds`` and
     ``shuffled``): :func:`seed_run_tags` then :func:`shuffled_run_tags`."""
     tags = seed_run_tags(profile.scopes, profile.prompts, profile.seeds, profile.seed)
@@ -184,31 +190,31 @@ def stage_tags(available: Iterable[str], scope: str, captions: str) -> list[tupl
 # ------------------------------------------------------------------------- files
 
 
-def available_bundles(profile: str, *, stages: bool = False, controls: bool = False) -> dict[str, Path]:
-    """Bundles present under ``results/<profile>/embeddings``: ``{tag: path}``, final models
+def available_bundles(results: Path, *, stages: bool = False, controls: bool = False) -> dict[str, Path]:
+    """Bundles present under ``results/embeddings`` (``results``: a profile's results folder): ``{tag: path}``, final models
     only unless ``stages`` (then the ``_epoch<k>`` bundles too), plain tags only unless
     ``controls`` (then the shuffled and other-seed runs too). Files that are not tags are ignored."""
     found = {}
-    for path in sorted(embeddings_dir(profile).glob("*.npz")):
+    for path in sorted(embeddings_dir(results).glob("*.npz")):
         t = parse_tag(path.stem)
         if t is not None and (stages or t.is_final) and (controls or t.is_plain):
             found[path.stem] = path
     return found
 
 
-def control_bundles(profile: str) -> dict[str, Path]:
+def control_bundles(results: Path) -> dict[str, Path]:
     """The final bundles of the controls' runs (shuffled captions, other seeds): ``{tag: path}``."""
-    return {t: p for t, p in available_bundles(profile, controls=True).items() if not parse_tag(t).is_plain}
+    return {t: p for t, p in available_bundles(results, controls=True).items() if not parse_tag(t).is_plain}
 
 
-def load_bundles(profile: str, *, stages: bool = False) -> dict[str, dict[str, np.ndarray]]:
+def load_bundles(results: Path, *, stages: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """The available bundles loaded: ``{tag: bundle}`` (see :func:`available_bundles`)."""
-    return {t: load_bundle(path) for t, path in available_bundles(profile, stages=stages).items()}
+    return {t: load_bundle(path) for t, path in available_bundles(results, stages=stages).items()}
 
 
-def missing_bundles(profile: str, scopes: Sequence[str] = SCOPES, captions: Sequence[str] = ("curated", "control")) -> list[str]:
+def missing_bundles(results: Path, scopes: Sequence[str] = SCOPES, captions: Sequence[str] = ("curated", "control")) -> list[str]:
     """Expected final-model tags whose bundle is absent."""
-    have = available_bundles(profile)
+    have = available_bundles(results)
     return [t for t in expected_tags(scopes, captions) if t not in have]
 
 
@@ -218,11 +224,11 @@ def caption_sets(bundle) -> list[str]:
     return sorted(c for c in found if f"text_{c}_train" in bundle)
 
 
-def write_bundle(profile, tag_: str | Tag, *, strict: bool = True, **arrays) -> Path:
+def write_bundle(profile: Profile, tag_: str | Tag, *, strict: bool = True, **arrays) -> Path:
     """:func:`save_bundle` at the profile's place for ``tag_``, stamped with the profile."""
     if parse_tag(str(tag_)) is None:
         raise ValueError(f"{tag_!r} is not a bundle tag (frozen, <scope>-<captions>[+<variant>][_s<seed>][_epoch<k>])")
-    return save_bundle(embeddings_file(profile.name, str(tag_)), profile=profile, strict=strict, **arrays)
+    return save_bundle(embeddings_file(results_dir(profile), str(tag_)), profile=profile, strict=strict, **arrays)
 
 
 SPLITS = ("train", "test")
@@ -247,7 +253,7 @@ def _split_of(key: str) -> str | None:
     return None
 
 
-def save_bundle(path: str | os.PathLike, *, profile=None, strict: bool = True, **arrays) -> Path:
+def save_bundle(path: str | os.PathLike, *, profile: Profile | None = None, strict: bool = True, **arrays) -> Path:
     """Write one model's embeddings as an ``.npz`` bundle (atomically) with a stamp beside it.
 
     Arrays named ``image_*`` / ``text_*`` are stored as float32 ``(N, D)``, ``labels_*``
@@ -299,12 +305,12 @@ def load_bundle(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def describe_bundles(profile, *, stages: bool = False) -> str:
+def describe_bundles(profile: Profile, *, stages: bool = False) -> str:
     """What a notebook prints before it reads the bundles: which are present, which of the
     profile's final models are missing (and which notebook writes them), and with
     ``stages`` which intermediate epochs were not saved."""
-    have = available_bundles(profile.name, stages=True)
-    missing = missing_bundles(profile.name, profile.scopes, profile.prompts)
+    have = available_bundles(results_dir(profile), stages=True)
+    missing = missing_bundles(results_dir(profile), profile.scopes, profile.prompts)
     lines = [f"bundles under results/{profile.name}/embeddings: {', '.join(have) or 'none'}"]
     if missing:
         lines.append(f"MISSING (their cells below show '–' or say so): {', '.join(missing)}")
@@ -319,10 +325,10 @@ def describe_bundles(profile, *, stages: bool = False) -> str:
     return "\n".join(lines)
 
 
-def describe_controls(profile) -> str:
+def describe_controls(profile: Profile) -> str:
     """What notebook 08 prints about its own runs: which control bundles (other seeds,
     shuffled captions) of the profile are present and which are missing."""
-    have = available_bundles(profile.name, controls=True)
+    have = available_bundles(results_dir(profile), controls=True)
     wanted = control_tags(profile)
     missing = [t for t in wanted if t not in have]
     lines = [f"control runs of profile {profile.name}: seeds {list(profile.seeds)} (own seed {profile.seed}), "

@@ -19,6 +19,8 @@ so the table can be written after any control notebook.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,8 +31,12 @@ import pandas as pd
 from ..provenance import stamp_line, write_stamp
 from .bundles import parse_tag
 from .evaluation import ROW_COLUMNS
-from .layout import results_dir
+from .layout import folder, results_dir
 from .tables import _tex_escape
+
+
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
 
 Cells = pd.DataFrame  # columns: row, column, value, low, high[, sd, k] (one row per table cell)
 CELL_COLUMNS = ["row", "column", "value", "low", "high"]
@@ -38,30 +44,29 @@ CELL_COLUMNS = ["row", "column", "value", "low", "high"]
 # differently from an interval ("0.91 [0.88, 0.94]") so that the two are never confused.
 
 
-def controls_dir(profile: str) -> Path:
-    """``results/<profile>/controls``: one CSV per control."""
-    return results_dir(profile) / "controls"
+def controls_dir(results: Path) -> Path:
+    """``results/controls`` (``results``: a profile's results folder): one CSV per control."""
+    return folder(results) / "controls"
 
 
-def write_control(frame: pd.DataFrame, profile, name: str, **stamp) -> Path:
-    """``results/<profile>/controls/<name>.csv`` (``profile``: a ``Profile`` or a name), with
+def write_control(frame: pd.DataFrame, profile: Profile, name: str, **stamp) -> Path:
+    """``results/<profile>/controls/<name>.csv``, with
     a stamp beside it (``stamp``: extra fields, e.g. ``notebook=``). ``frame`` must have
     ``ROW_COLUMNS``; other columns are kept after them."""
     missing = [c for c in ROW_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"control {name!r} lacks the columns {missing}")
-    profile_name = profile if isinstance(profile, str) else profile.name
-    path = controls_dir(profile_name) / f"{name}.csv"
+    path = controls_dir(results_dir(profile)) / f"{name}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame[ROW_COLUMNS + [c for c in frame.columns if c not in ROW_COLUMNS]].to_csv(path, index=False, float_format="%.6f")
     write_stamp(path, profile=profile, rows=len(frame), **stamp)
     return path
 
 
-def read_controls(profile: str) -> dict[str, pd.DataFrame]:
-    """``{name: rows}`` for every ``controls/<name>.csv`` of the profile (sorted by name)."""
-    folder = controls_dir(profile)
-    return {p.stem: pd.read_csv(p, keep_default_na=True) for p in sorted(folder.glob("*.csv"))} if folder.is_dir() else {}
+def read_controls(results: Path) -> dict[str, pd.DataFrame]:
+    """``{name: rows}`` for every ``controls/<name>.csv`` under ``results`` (sorted by name)."""
+    where = controls_dir(results)
+    return {p.stem: pd.read_csv(p, keep_default_na=True) for p in sorted(where.glob("*.csv"))} if where.is_dir() else {}
 
 
 # ---------------------------------------------------------------------- the groups
@@ -438,7 +443,7 @@ def _bootstrap_of(controls: dict[str, pd.DataFrame]) -> int | None:
     return values.pop() if len(values) == 1 else None
 
 
-def merge_into_metrics(metrics: pd.DataFrame, stacked: pd.DataFrame, path: Path, profile) -> Path:
+def merge_into_metrics(metrics: pd.DataFrame, stacked: pd.DataFrame, path: Path, profile: Profile) -> Path:
     """``metrics.csv`` with the control rows appended: Table 1's rows keep ``control`` empty;
     a control row names its control, and its extra columns (seed, transform, encoder...) are
     folded into ``detail`` as ``key=value; ...``. Rows of an earlier merge are replaced."""
@@ -455,21 +460,22 @@ def merge_into_metrics(metrics: pd.DataFrame, stacked: pd.DataFrame, path: Path,
     return path
 
 
-def write_controls_table(profile: str, *, folder: Path | None = None) -> dict[str, Path]:
+def write_controls_table(profile: Profile, *, folder: Path | None = None) -> dict[str, Path]:
     """Write ``controls.csv``, ``controls.md`` and ``controls.tex`` (with stamps), and the control rows into ``metrics.csv``, under
     ``results/<profile>/`` from every ``controls/*.csv`` present (none present: the table
     says so). Table 1's frozen text probes come from ``metrics.csv`` when it exists."""
-    folder = Path(folder) if folder else results_dir(profile)
+    results = results_dir(profile)
+    folder = Path(folder) if folder else results
     folder.mkdir(parents=True, exist_ok=True)
-    controls = read_controls(profile)
-    metrics_path = results_dir(profile) / "metrics.csv"
+    controls = read_controls(results)
+    metrics_path = results / "metrics.csv"
     metrics = pd.read_csv(metrics_path) if metrics_path.is_file() else None
     if metrics is not None and "control" in metrics:
         metrics = metrics[metrics["control"].isna()]  # Table 1's rows, without an earlier merge's
     parts = controls_frame(controls, metrics)
     B = _bootstrap_of(controls)
     line = stamp_line(profile)
-    title = f"Controls: do the captions carry the morphology? (profile {profile})"
+    title = f"Controls: do the captions carry the morphology? (profile {profile.name})"
     stacked = pd.concat([f.assign(control=name) for name, f in controls.items()], ignore_index=True) if controls else pd.DataFrame(columns=[*ROW_COLUMNS, "control"])
     stacked = stacked[["control", *ROW_COLUMNS] + [c for c in stacked.columns if c not in ROW_COLUMNS and c != "control"]]
     written = {

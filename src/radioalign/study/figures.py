@@ -7,8 +7,8 @@ The builders assemble each figure from the embedding bundles.
 draws it and the files it writes under ``results/<profile>/figures/``. Everything reads it:
 
 * the notebooks save through :func:`save_figure`, so each stamp names its notebook and function;
-* ``make paper`` publishes the report's figures (``pipeline.publish``);
-* the report (``radioalign.study.report``) requires them, fails naming the notebook
+* ``make paper`` publishes the report's figures (``radioalign.tools.pipeline.publish``);
+* the report (``radioalign.tools.report``) requires them, fails naming the notebook
   of any that is missing, and takes each caption from its ``title``.
 
 ``kind`` says where a figure goes: ``"paper"`` (the five figures of the paper),
@@ -24,6 +24,8 @@ set's embeddings under that model.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +38,11 @@ import pandas as pd
 from .. import plots
 from ..metrics import bootstrap_indices, l2_normalize, pair_cosines, percentile_interval
 from .bundles import FROZEN, stage_tags, tag
-from .layout import figures_dir
+from .layout import figures_dir, results_dir
+
+
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
 
 PAPER, EXTRA, NOTEBOOK = "paper", "extra", "notebook"
 
@@ -62,8 +68,9 @@ class Figure:
     def in_report(self) -> bool:
         return self.kind in (PAPER, EXTRA)
 
-    def paths(self, profile: str) -> list[Path]:
-        return [figures_dir(profile) / name for name in self.outputs]
+    def paths(self, results: Path) -> list[Path]:
+        """The figure's files under ``results`` (a profile's results folder)."""
+        return [figures_dir(results) / name for name in self.outputs]
 
 
 _HERE = __name__
@@ -131,13 +138,12 @@ def resolve(figure: Figure):
     return getattr(importlib.import_module(module), name)
 
 
-def save_figure(fig, key: str, profile, *, close: bool = False, **extra) -> list[Path]:
+def save_figure(fig, key: str, profile: Profile, *, close: bool = False, **extra) -> list[Path]:
     """Write registered figure ``key`` to ``results/<profile>/figures/`` (its ``outputs``),
-    each file stamped with the profile's settings (``profile``: a ``Profile``, or a name),
-    the notebook and function that make it, and ``extra`` fields."""
+    each file stamped with the profile's settings, the notebook and function that make it,
+    and ``extra`` fields."""
     entry = get_figure(key)
-    name = profile if isinstance(profile, str) else profile.name
-    return plots.savefig(fig, figures_dir(name), entry.key, profile=profile, formats=entry.formats, close=close,
+    return plots.savefig(fig, figures_dir(results_dir(profile)), entry.key, profile=profile, formats=entry.formats, close=close,
                          notebook=entry.notebook, function=entry.function, title=entry.title, **extra)
 
 
@@ -145,16 +151,17 @@ class FigureMissingError(FileNotFoundError):
     """A registered figure's file is absent; the message names the notebook that makes it."""
 
 
-def missing_figures(profile: str, figures: Sequence[Figure] | None = None) -> list[tuple[Figure, Path]]:
+def missing_figures(results: Path, figures: Sequence[Figure] | None = None) -> list[tuple[Figure, Path]]:
     """``(figure, path)`` for every output of ``figures`` (default: the report's) not under
-    ``results/<profile>/figures/``."""
+    ``results/figures/`` (``results``: a profile's results folder)."""
     figures = report_figures() if figures is None else figures
-    return [(f, p) for f in figures for p in f.paths(profile) if not p.is_file()]
+    return [(f, p) for f in figures for p in f.paths(results) if not p.is_file()]
 
 
-def require_figures(profile: str, figures: Sequence[Figure] | None = None) -> None:
+def require_figures(results: Path, figures: Sequence[Figure] | None = None) -> None:
     """Raise :class:`FigureMissingError` naming each missing figure and its notebook."""
-    missing = missing_figures(profile, figures)
+    missing = missing_figures(results, figures)
+    profile = results.name  # the results folder is named after its profile
     if missing:
         lines = [
             f"  {f.key} ({p.name}): made by notebooks/{f.notebook}.ipynb" + (f" ({f.function})" if f.function else "")
@@ -162,7 +169,7 @@ def require_figures(profile: str, figures: Sequence[Figure] | None = None) -> No
         ]
         notebooks = sorted({f.notebook for f, _ in missing})
         raise FigureMissingError(
-            f"{len(missing)} registered figure file(s) missing under {figures_dir(profile)}:\n" + "\n".join(lines)
+            f"{len(missing)} registered figure file(s) missing under {figures_dir(results)}:\n" + "\n".join(lines)
             + f"\nrun {', '.join(notebooks)} for profile {profile} (or `make paper PROFILE={profile}`)"
         )
 

@@ -13,6 +13,8 @@ by the bundle's model, ``(P, D)``), ``prompt_classes`` (``(P,)``, each prompt's 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 from typing import Sequence
 
@@ -22,38 +24,47 @@ from ..captions import read_store
 from ..data import CLASS_NAMES, MiraBest, load_mirabest
 from ..embed import embed_images, embed_texts
 from ..model import base_model
-from .layout import captions_store
+from .layout import captions_store, results_dir
+
+
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
 
 # The prompt set of the bundles' zero-shot rows: radioalign.survey.zeroshot's built-in one.
 ZERO_SHOT_PROMPTS = "fr"
 
 
-def load_splits(profile) -> tuple[MiraBest, MiraBest]:
+def load_split(profile: Profile, split: str) -> MiraBest:
+    """One split of the profile's MiraBest version, cut to ``profile.limit`` items."""
+    ds = load_mirabest(split, version=profile.data_version)
+    return ds.subset(range(min(profile.limit, len(ds)))) if profile.limit else ds
+
+
+def load_splits(profile: Profile) -> tuple[MiraBest, MiraBest]:
     """``(train, test)`` of the profile's MiraBest version, cut to ``profile.limit`` items each."""
-    out = []
-    for split in ("train", "test"):
-        ds = load_mirabest(split, version=profile.data_version)
-        if profile.limit:
-            ds = ds.subset(range(min(profile.limit, len(ds))))
-        out.append(ds)
-    return out[0], out[1]
+    return load_split(profile, "train"), load_split(profile, "test")
+
+
+def split_line(split: str, ds: MiraBest) -> str:
+    """``"<split>: N images (a FR-I, b FR-II)"``."""
+    return f"{split}: {len(ds)} images ({int((ds.labels == 0).sum())} FR-I, {int((ds.labels == 1).sum())} FR-II)"
 
 
 def describe_splits(train, test, texts=None) -> str:
     """One line per split: sizes by class and the caption sets present."""
     lines = []
     for split, ds in (("train", train), ("test", test)):
-        line = f"{split}: {len(ds)} images ({int((ds.labels == 0).sum())} FR-I, {int((ds.labels == 1).sum())} FR-II)"
+        line = split_line(split, ds)
         if texts:
             line += ", " + ", ".join(f"{len(texts[p][split])} {p} captions" for p in texts)
         lines.append(line)
     return "\n".join(lines)
 
 
-def study_captions(profile, train, test, *, source: str | None = None, prompts: Sequence[str] | None = None) -> dict:
+def study_captions(profile: Profile, train, test, *, source: str | None = None, prompts: Sequence[str] | None = None) -> dict:
     """``{prompt: {"train": [...], "test": [...]}}``: the stored captions of each prompt set in
     dataset order (``[store[name] for name in ds.names]``), read from
-    ``layout.captions_store(profile.name, source, prompt, split)`` (notebook 01 writes them),
+    ``layout.captions_store(layout.results_dir(profile), source, prompt, split)`` (notebook 01 writes them),
     plus each of ``profile.extra_captions`` (its curated prompt, keyed by the source's
     name, e.g. ``"catalog"``) when notebook 01 stored it for every item.
 
@@ -64,7 +75,7 @@ def study_captions(profile, train, test, *, source: str | None = None, prompts: 
     for prompt in prompts or profile.prompts:
         out[prompt] = {}
         for split, ds in (("train", train), ("test", test)):
-            path = captions_store(profile.name, source, prompt, split)
+            path = captions_store(results_dir(profile), source, prompt, split)
             store = read_store(path)
             missing = [name for name in ds.names if name not in store]
             if missing:
@@ -75,10 +86,10 @@ def study_captions(profile, train, test, *, source: str | None = None, prompts: 
             out[prompt][split] = [store[name] for name in ds.names]
     # Further caption conditions (e.g. the catalogue's) enter under the source's name when
     # notebook 01 stored them for every item; they are evaluated, not trained on.
-    for extra in getattr(profile, "extra_captions", ()):
+    for extra in profile.extra_captions:
         if extra == source or extra in out:
             continue
-        files = {split: captions_store(profile.name, extra, "curated", split) for split in ("train", "test")}
+        files = {split: captions_store(results_dir(profile), extra, "curated", split) for split in ("train", "test")}
         if not all(f.is_file() for f in files.values()):
             continue
         stores = {split: read_store(f) for split, f in files.items()}

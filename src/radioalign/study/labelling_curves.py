@@ -21,6 +21,8 @@ bootstraps of the mean over seeds (the seeds resampled).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from collections.abc import Mapping, Sequence
 
@@ -32,6 +34,10 @@ from ..metrics import bootstrap_indices, percentile_interval
 from ..provenance import write_stamp
 from ..survey.labelling import Prior, clopper_pearson, conformal_sets, fit_probe, macro_f1, suggest_indices
 from .layout import results_dir
+
+
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
 
 BUDGETS = (2, 4, 10, 20, 50, 100, None)  # None: every image of the pool
 STRATEGIES = ("random", "uncertainty", "zeroshot-seeded")
@@ -243,10 +249,9 @@ def fig_labelling_curves(summary: pd.DataFrame):
     return fig
 
 
-def write_labelling(tables: Mapping[str, pd.DataFrame], profile, **stamp) -> dict[str, object]:
+def write_labelling(tables: Mapping[str, pd.DataFrame], profile: Profile, **stamp) -> dict[str, object]:
     """Each table as ``results/<profile>/labelling/<name>.csv`` with a stamp beside it."""
-    name = profile if isinstance(profile, str) else profile.name
-    folder = results_dir(name) / "labelling"
+    folder = results_dir(profile) / "labelling"
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for key, frame in tables.items():

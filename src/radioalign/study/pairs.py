@@ -33,7 +33,10 @@ probes use the profile's seed, as Table 1, so the true-pair rows equal ``metrics
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Sequence
+from pathlib import Path
 
 import json
 
@@ -46,7 +49,11 @@ from ..captions.shuffle import chance_levels, shuffle_permutation
 from ..metrics import difference_row, evaluate_retrieval
 from .bundles import FROZEN, available_bundles, caption_sets, load_bundle, parse_tag, tag
 from .evaluation import ROW_COLUMNS, evaluate_bundle
-from .layout import run_dir
+from .layout import results_dir, run_dir
+
+
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
 
 PAIRED = "paired"
 CONTROL_COLUMNS = ROW_COLUMNS + ["seed", "variant", "evaluation", "epochs"]
@@ -63,11 +70,11 @@ def _frame(rows: Sequence[dict], **columns) -> pd.DataFrame:
     return frame
 
 
-def run_epochs(profile_name: str, tag_: str) -> float:
-    """The epochs a run trained (its ``config.json``'s ``epochs_run``); NaN for the frozen
-    model or a run without a finished record."""
+def run_epochs(results: Path, tag_: str) -> float:
+    """The epochs a run under ``results`` (a profile's results folder) trained (its
+    ``config.json``'s ``epochs_run``); NaN for the frozen model or a run without a finished record."""
     info = parse_tag(tag_)
-    path = run_dir(profile_name, info.run) / "config.json" if info is not None and info.scope != FROZEN else None
+    path = run_dir(results, info.run) / "config.json" if info is not None and info.scope != FROZEN else None
     if path is None or not path.is_file():
         return np.nan
     return float(json.loads(path.read_text()).get("epochs_run", np.nan))
@@ -91,17 +98,17 @@ def chance_rows(labels: Sequence[int], ks: Sequence[int] = (1, 5)) -> list[dict]
             for m, v in chance_levels(labels, ks).items()]  # fmt: skip
 
 
-def permuted_evaluation(profile, *, bootstrap: int, seed: int, modes: Sequence[str] = ("across", "withinclass")) -> pd.DataFrame:
+def permuted_evaluation(profile: Profile, *, bootstrap: int, seed: int, modes: Sequence[str] = ("across", "withinclass")) -> pd.DataFrame:
     """Retrieval of every plain final model (frozen with each caption set, each run with its
     own) on the true test pairs and on the test pairs permuted by each of ``modes``, with
     the chance rows; columns :data:`CONTROL_COLUMNS`."""
     frames, labels = [], None
-    for tag_, path in available_bundles(profile.name).items():
+    for tag_, path in available_bundles(results_dir(profile)).items():
         info, bundle = parse_tag(tag_), load_bundle(path)
         labels = bundle["labels_test"]
         for captions in caption_sets(bundle) if info.scope == FROZEN else [info.captions]:
             ids = dict(model=info.scope, tag=tag_, captions=captions, seed=profile.seed, variant=PAIRED,
-                       epochs=run_epochs(profile.name, tag_))  # fmt: skip
+                       epochs=run_epochs(results_dir(profile), tag_))  # fmt: skip
             rows = evaluate_retrieval(bundle["image_test"], bundle[f"text_{captions}_test"], labels, bootstrap=bootstrap, seed=seed)
             frames.append(_frame(rows, evaluation=PAIRED, **ids))
             for mode in modes:
@@ -128,12 +135,12 @@ def _differences(reference: pd.DataFrame, shuffled: pd.DataFrame, mode: str) -> 
     return pd.DataFrame(rows)
 
 
-def shuffled_training(profile, *, bootstrap: int, seed: int, protocols: Sequence[str] = ("paper",)) -> pd.DataFrame:
+def shuffled_training(profile: Profile, *, bootstrap: int, seed: int, protocols: Sequence[str] = ("paper",)) -> pd.DataFrame:
     """Every metric of the full-LoRA run on true pairs and of each shuffled-caption run
     (``profile.shuffled``) per caption set, on the true test pairs, with the epochs each
     trained, and the paired differences true − shuffled; columns :data:`CONTROL_COLUMNS`.
     Missing runs are skipped."""
-    have = available_bundles(profile.name, controls=True)
+    have = available_bundles(results_dir(profile), controls=True)
     frames = []
     for captions in profile.prompts:
         evaluated = {}
@@ -144,7 +151,7 @@ def shuffled_training(profile, *, bootstrap: int, seed: int, protocols: Sequence
             rows = evaluate_bundle(have[t], captions, tag=t, bootstrap=bootstrap, seed=seed, protocols=protocols,
                                    return_replicates=True)  # fmt: skip
             evaluated[variant] = rows.assign(seed=profile.seed, variant=variant, evaluation=PAIRED,
-                                             epochs=run_epochs(profile.name, t))  # fmt: skip
+                                             epochs=run_epochs(results_dir(profile), t))  # fmt: skip
         frames += list(evaluated.values())
         if PAIRED in evaluated:
             frames += [_differences(evaluated[PAIRED], evaluated[m], m) for m in profile.shuffled if m in evaluated]
@@ -154,7 +161,7 @@ def shuffled_training(profile, *, bootstrap: int, seed: int, protocols: Sequence
     return pd.concat(frames, ignore_index=True)[CONTROL_COLUMNS]
 
 
-def shuffled_metrics(profile, *, bootstrap: int | None = None, seed: int | None = None,
+def shuffled_metrics(profile: Profile, *, bootstrap: int | None = None, seed: int | None = None,
                      protocols: Sequence[str] = ("paper",)) -> pd.DataFrame:  # fmt: skip
     """The control's rows: :func:`permuted_evaluation` (the profile's shuffle modes) then
     :func:`shuffled_training`. ``bootstrap``: the profile's when None; ``seed`` the resamples'

@@ -9,7 +9,7 @@ with real MiraBest_F images and their catalogue captions:
 - Table 1's metrics computed from float32 and from bfloat16 features, and their difference.
 
 The result goes to ``paper/measurements/bf16_vs_fp32.json`` (stamped), which the deviation
-registry (``radioalign.study.deviations``) and the report read.
+registry (``radioalign.study.deviation_registry``) and the report read.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from ..captions import catalog_caption
 from ..data import load_mirabest
 from ..embed import bf16_is_fast, embed_images, embed_texts
 from ..metrics import class_recall_at_1, knn_f1, linear_probe_f1, mean_cosine, pair_cosines, recall_at_k
+from ..model import random_base_siglip, tiny_processor
 from ..paths import repo_root, shared_dir
 from ..provenance import stamp
-from .bench import _tiny_processor, base_architecture
 
 OUTPUT = "bf16_vs_fp32.json"
 
@@ -76,7 +76,7 @@ def measure(archive: Path, *, train_limit: int | None = 240, version: str = "F",
     torch.manual_seed(0)
     device = torch.device("cpu")
     if model is None:
-        model, processor = base_architecture(device), _tiny_processor()
+        model, processor = random_base_siglip(device), tiny_processor()
     train, test = _splits(archive, train_limit, version)
     captions = {s: [catalog_caption(im) for im in ds.images] for s, ds in (("train", train), ("test", test))}
     fp32 = _features(model, processor, train, test, captions, "float32")

@@ -327,7 +327,7 @@ def markdown_block(data: Mapping | None = None) -> str:
 
 def latex_block(data: Mapping | None = None) -> str:
     """The same paragraphs for the report (``generated/controls_published.tex``)."""
-    from .deviations import _tex
+    from .deviation_registry import _tex
 
     data = load() if data is None else data
     if data is None:

@@ -21,11 +21,19 @@ A radio source has no preferred orientation, but the curated prompt asks for pos
 
 Columns besides ``ROW_COLUMNS``: ``transform`` (:func:`transform_rows`), ``tta``
 (:func:`tta_rows`).
+
+The notebook's loop is :func:`rotation_controls` (every chosen model: its views, its rows,
+its D4 averaging), with :func:`rotation_models` choosing the models and
+:func:`write_rotation_controls` writing the two CSVs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,6 +52,10 @@ from ..metrics import (
     probe_predictions,
 )
 from .evaluation import ROW_COLUMNS
+
+
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
 
 RETRIEVAL = ("recall@1", "recall@5", "class_recall@1")
 ROTATED = "rotated"  # the mean over the 7 transforms other than identity
@@ -129,6 +141,88 @@ def label_rows(frame: pd.DataFrame, *, model: str, tag: str, captions: str) -> p
     """``frame`` with the model's ``model``/``tag``/``captions`` columns, in ``ROW_COLUMNS`` order."""
     out = frame.assign(model=model, tag=tag, captions=captions)
     return out[ROW_COLUMNS + [c for c in out.columns if c not in ROW_COLUMNS]]
+
+
+# ---------------------------------------------------------------------------- the notebook's loop
+
+
+def rotation_models(present: Sequence[str], models=None, tta: bool = True, tta_models=None) -> tuple[list, list, list]:
+    """``(models, absent, tta_models)``: the bundles to transform (``models``, a comma list or
+    a sequence; ``None``: the frozen model and every both-towers run present), the ones asked
+    for that have no bundle, and those to D4-average (``tta_models``, default the same;
+    none unless ``tta``)."""
+    from .bundles import FROZEN, parse_tag
+
+    def tags_of(value, default):
+        return [t.strip() for t in value.split(",")] if isinstance(value, str) else list(value or default)
+
+    chosen = tags_of(models, [t for t in present if t == FROZEN or parse_tag(t).scope == "full"])
+    absent = [t for t in chosen if t not in present]
+    chosen = [t for t in chosen if t in present]
+    return chosen, absent, [t for t in tags_of(tta_models, chosen) if t in chosen] if tta else []
+
+
+def adapted_model(tag_: str, base, results: Path):
+    """The model of bundle ``tag_``: ``base`` itself for the frozen model, else a copy of it
+    with the run's adapter (``layout.run_dir(results, <run>) / "adapter"``; ``results``: the
+    profile's results folder)."""
+    from ..model import load_adapter
+    from .bundles import FROZEN, parse_tag
+    from .layout import run_dir
+
+    if tag_ == FROZEN:
+        return base
+    return load_adapter(copy.deepcopy(base), run_dir(results, parse_tag(tag_).run) / "adapter")
+
+
+def rotation_controls(bundles: Mapping[str, dict], load_model: Callable, train_images: np.ndarray,
+                      test_images: np.ndarray, *, tta_models: Sequence[str] = (), bootstrap: int, seed: int,
+                      **embed_options) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:  # fmt: skip
+    """Notebook 09's loop over ``bundles`` (``{tag: bundle}``, each model's upright arrays):
+    per model the 8 views of ``test_images`` (:func:`transform_views`), its rows against each
+    caption set it is evaluated with in Table 1 (the frozen model: every set; a run: its
+    own), and for ``tta_models`` the D4 averaging with ``train_images`` (:func:`tta_rows`).
+
+    Returns ``(rotations, tta or None, checks)``; ``checks`` has, per model, the least cosine
+    between the recomputed identity view and the bundle's test embeddings (about 1)."""
+    from ..metrics import pair_cosines
+    from .bundles import FROZEN, caption_sets, parse_tag
+
+    frames, averaging, checks = [], [], []
+    for t, b in bundles.items():
+        info, net = parse_tag(t), load_model(t)
+        views = transform_views(net, test_images, **embed_options)
+        checks.append({"model": t, "min cos(identity view, bundle)": float(pair_cosines(views[0], b["image_test"]).min())})
+        for c in caption_sets(b) if t == FROZEN else [info.captions]:
+            frame = transform_rows(views, b[f"text_{c}_test"], b["image_train"], b["labels_train"], b["labels_test"],
+                                   bootstrap=bootstrap, seed=seed)  # fmt: skip
+            frames.append(label_rows(frame, model=info.scope, tag=t, captions=c))
+        if t in tta_models:
+            train_d4 = embed_images(net, train_images, tta="d4", **embed_options)
+            frame = tta_rows((b["image_train"], b["image_test"]), (train_d4, views.mean(axis=0)), b["labels_train"],
+                             b["labels_test"], bootstrap=bootstrap, seed=seed)  # fmt: skip
+            averaging.append(label_rows(frame, model=info.scope, tag=t, captions=""))  # image features only
+        del net
+    tta = pd.concat(averaging, ignore_index=True) if averaging else None
+    return pd.concat(frames, ignore_index=True), tta, pd.DataFrame(checks)
+
+
+def write_rotation_controls(rotations: pd.DataFrame, tta: pd.DataFrame | None, profile: Profile) -> list[str]:
+    """Write ``controls/rotations.csv`` and, when the D4 averaging ran, ``controls/tta.csv``;
+    when it did not, remove an earlier run's ``tta.csv`` (it would otherwise enter the
+    controls table). One line per file written or removed."""
+    from .controls import write_control
+
+    path = write_control(rotations, profile, "rotations", notebook="09_rotations")
+    lines = [f"{len(rotations)} rows -> {path}"]
+    stale = path.with_name("tta.csv")
+    if tta is not None:
+        path = write_control(tta, profile, "tta", notebook="09_rotations")
+        lines.append(f"{len(tta)} rows -> {path}")
+    elif stale.is_file():
+        stale.unlink()
+        lines.append(f"D4 averaging not run: removed the earlier {stale.name}")
+    return lines
 
 
 # ---------------------------------------------------------------------------- figure

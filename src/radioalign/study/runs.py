@@ -13,8 +13,8 @@ from ..model import load_siglip
 from ..train import FinetuneResult, finetune
 from .bundles import Tag, seed_suffix, write_bundle
 from .inputs import logit_arrays, zero_shot_prompts
-from .layout import run_dir
-from .profiles import finetune_config
+from .layout import results_dir, run_dir
+from .profiles import Profile, finetune_config
 
 
 def eval_sets(train, test, texts: Mapping[str, Mapping[str, Sequence[str]]]) -> dict[str, Any]:
@@ -39,23 +39,23 @@ def training_captions(texts: Sequence[str], labels: Sequence[int], variant: str 
     return [texts[j] for j in perm], perm.tolist()
 
 
-def matched_epochs(profile, scope: str, captions: str, seed: int) -> tuple[str, int]:
+def matched_epochs(profile: Profile, scope: str, captions: str, seed: int) -> tuple[str, int]:
     """``(run, epochs)`` of the run on the true pairs that a shuffled-caption run of ``scope``,
     ``captions`` and ``seed`` is compared with: its tag and the epochs it trained (its
     ``config.json``). A control must differ from its true run in the captions only, so the
     shuffled run trains as many epochs, whatever its own (shuffled) validation loss does."""
     run = Tag(scope, captions, seed=seed_suffix(seed, profile.seed)).run
-    path = run_dir(profile.name, run) / "config.json"
+    path = run_dir(results_dir(profile), run) / "config.json"
     record = json.loads(path.read_text()) if path.is_file() else {}
     if "epochs_run" not in record:
         raise FileNotFoundError(f"{path} has no finished run: train {run} (notebook 03) before its shuffled-caption controls")
     return run, int(record["epochs_run"])
 
 
-def run_one(profile, scope: str, captions: str, *, train, test, texts, model=None, processor=None, progress: bool = True,
+def run_one(profile: Profile, scope: str, captions: str, *, train, test, texts, model=None, processor=None, progress: bool = True,
             seed: int | None = None, variant: str | None = None) -> FinetuneResult:
     """Fine-tune ``scope`` on the ``captions`` prompt set with the profile's settings and write
-    the run folder ``layout.run_dir(profile.name, "<scope>-<captions>")`` and its bundles.
+    the run folder ``layout.run_dir(layout.results_dir(profile), "<scope>-<captions>")`` and its bundles.
 
     ``train`` / ``test`` are datasets with ``.images``, ``.labels`` and ``.names``;
     ``texts[prompt][split]`` the captions in dataset order for every caption set (all are
@@ -87,7 +87,7 @@ def run_one(profile, scope: str, captions: str, *, train, test, texts, model=Non
     if variant is not None:
         true_run, epochs = matched_epochs(profile, scope, captions, seed)
         config, matched = replace(config, fixed_epochs=epochs), {"matched_run": true_run, "matched_epochs": epochs}
-        folder = run_dir(profile.name, run.run)
+        folder = run_dir(results_dir(profile), run.run)
         folder.mkdir(parents=True, exist_ok=True)
         record = {"variant": variant, "description": SHUFFLE_MODES[variant], "seed": seed, **matched, "permutation": perm}
         (folder / "shuffle.json").write_text(json.dumps(record) + "\n")
@@ -95,7 +95,7 @@ def run_one(profile, scope: str, captions: str, *, train, test, texts, model=Non
         model, processor = load_siglip(profile.model)
     result = finetune(
         model, processor, train.images, train_texts, config=config,
-        output_dir=run_dir(profile.name, run.run), eval_sets=eval_sets(train, test, texts),
+        output_dir=run_dir(results_dir(profile), run.run), eval_sets=eval_sets(train, test, texts),
         stamp_profile=profile, stamp_extra=matched, progress=progress,
     )  # fmt: skip
     extras = dict(labels_train=train.labels, labels_test=test.labels, names_train=train.names, names_test=test.names)

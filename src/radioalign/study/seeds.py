@@ -34,6 +34,8 @@ in metrics.csv; written to ``results/<profile>/controls/seeds.csv``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,21 +47,26 @@ from ..provenance import write_stamp
 from .bundles import FROZEN, available_bundles, caption_sets, load_bundle, parse_tag, seed_tags
 from .evaluation import ROW_COLUMNS, evaluate_bundle
 from .controls import controls_dir
+from .layout import results_dir
 from .pairs import PAIRED
 from .tables import BASELINE, COLUMNS, TABLE1_ROWS, paired_differences
+
+
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
 
 SEED_COLUMNS = ROW_COLUMNS + ["seed", "variant"]
 KEY = ["model", "captions", "metric", "modality"]
 
 
-def seed_bundles(profile, seed: int) -> dict[str, Path]:
+def seed_bundles(profile: Profile, seed: int) -> dict[str, Path]:
     """``{tag: path}`` of the final models of one seed that are present: ``frozen`` and each
     of the profile's runs trained with ``seed``."""
-    have = available_bundles(profile.name, controls=True)
+    have = available_bundles(results_dir(profile), controls=True)
     return {t: have[t] for t in seed_tags(profile.scopes, profile.prompts, seed, profile.seed) if t in have}
 
 
-def seed_metrics(profile, *, bootstrap: int | None = None, protocols: Sequence[str] = ("paper",), progress: bool = False) -> pd.DataFrame:
+def seed_metrics(profile: Profile, *, bootstrap: int | None = None, protocols: Sequence[str] = ("paper",), progress: bool = False) -> pd.DataFrame:
     """Every seed's Table 1 rows (columns :data:`SEED_COLUMNS`): each bundle of
     :func:`seed_bundles` evaluated with the captions it was trained on (frozen: each of the
     profile's caption sets) at ``seed = s``, and per seed the ``<c>-control`` paired
@@ -208,10 +215,10 @@ def seeds_markdown(frame: pd.DataFrame, base_seed: int, captions: str = "curated
     return "\n".join(out) + "\n"
 
 
-def write_seed_outputs(frame: pd.DataFrame, profile) -> dict[str, Path]:
+def write_seed_outputs(frame: pd.DataFrame, profile: Profile) -> dict[str, Path]:
     """``controls/seeds.csv`` (the per-seed rows), ``controls/seeds.md`` (the table) and, under
     ``controls/seeds/``, ``summary.csv`` and ``paired_tests.csv``; each with a stamp."""
-    folder = controls_dir(profile.name)
+    folder = controls_dir(results_dir(profile))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "seeds").mkdir(exist_ok=True)
     paths = {"seeds.csv": folder / "seeds.csv", "seeds.md": folder / "seeds.md",

@@ -1,6 +1,6 @@
 """Table 1: every metric of every available model, rendered beside the published values.
 
-``collect_metrics(profile)`` evaluates the embedding bundles under
+``collect_metrics(results)`` evaluates the embedding bundles under
 ``results/<profile>/embeddings`` (``frozen`` with each caption set; ``<scope>-<captions>``
 with the captions it was trained on, as the study did) into a long frame, adds paired
 differences ``<captions>-control`` (same test items, same bootstrap resamples, so the
@@ -17,6 +17,8 @@ difference gets its own interval), and ``write_tables`` renders:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +29,11 @@ from ..metrics import difference_row
 from ..provenance import stamp_line, write_stamp
 from .bundles import available_bundles, caption_sets, load_bundle, parse_tag, tag
 from .evaluation import AUTHORS_LR_METRIC, ROW_COLUMNS, evaluate_bundle
-from .layout import results_dir
+from .layout import folder, results_dir
+
+
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
 
 COLUMNS = {"frozen": "Frozen", "vision": "Vision", "text": "Text", "full": "Full"}
 BASELINE = "control"
@@ -92,7 +98,7 @@ NOISE_NOTE = (
 
 
 def collect_metrics(
-    profile: str,
+    results: Path,
     *,
     bootstrap: int = 1000,
     seed: int = 0,
@@ -100,7 +106,8 @@ def collect_metrics(
     baseline: str = BASELINE,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Evaluate every available final bundle into one long frame (``ROW_COLUMNS``).
+    """Evaluate every available final bundle under ``results`` (a profile's results folder)
+    into one long frame (``ROW_COLUMNS``).
 
     ``frozen`` is evaluated with every caption set it holds; ``<scope>-<c>`` with the
     captions ``c`` it was trained on. Rows with ``captions = "<c>-<baseline>"`` hold the
@@ -109,7 +116,7 @@ def collect_metrics(
     """
     from tqdm.auto import tqdm
 
-    bundles = available_bundles(profile)
+    bundles = available_bundles(results)
     jobs = []
     for name, path in bundles.items():
         info = parse_tag(name)
@@ -174,10 +181,11 @@ def paired_differences(df: pd.DataFrame, names: dict[str, tuple] | None = None, 
     return pd.DataFrame(rows)
 
 
-def read_metrics(profile, *, controls: bool = False) -> pd.DataFrame | None:
-    """``results/<profile>/metrics.csv`` (None when absent): Table 1's rows only, unless
-    ``controls`` (then the control rows the control notebooks appended as well)."""
-    path = results_dir(getattr(profile, "name", profile)) / "metrics.csv"
+def read_metrics(results: Path, *, controls: bool = False) -> pd.DataFrame | None:
+    """``results/metrics.csv`` (``results``: a profile's results folder; None when absent):
+    Table 1's rows only, unless ``controls`` (then the control rows the control notebooks
+    appended as well)."""
+    path = folder(results) / "metrics.csv"
     if not path.is_file():
         return None
     df = pd.read_csv(path)
@@ -186,10 +194,10 @@ def read_metrics(profile, *, controls: bool = False) -> pd.DataFrame | None:
     return df
 
 
-def write_metrics(df: pd.DataFrame, profile, path: Path | None = None) -> Path:
-    """``results/<profile>/metrics.csv`` with a stamp beside it."""
-    # ``profile``: a Profile (its settings, overrides included, go into the stamp) or a name.
-    path = Path(path) if path else results_dir(getattr(profile, "name", profile)) / "metrics.csv"
+def write_metrics(df: pd.DataFrame, profile: Profile, path: Path | None = None) -> Path:
+    """``results/<profile>/metrics.csv`` with a stamp beside it (the profile's settings,
+    overrides included)."""
+    path = Path(path) if path else results_dir(profile) / "metrics.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     df[ROW_COLUMNS].to_csv(path, index=False, float_format="%.6f")
     write_stamp(path, profile=profile, rows=len(df))
@@ -459,13 +467,13 @@ def comparison_notes(c: pd.DataFrame) -> str:
 # -------------------------------------------------------------------------- writing
 
 
-def write_tables(df: pd.DataFrame, profile, *, note: str = "", B: int | None = None, folder: Path | None = None) -> dict[str, Path]:
+def write_tables(df: pd.DataFrame, profile: Profile, *, note: str = "", B: int | None = None, folder: Path | None = None) -> dict[str, Path]:
     """Write ``table1.{md,tex}`` and ``comparison.{md,tex}`` (with stamps) for ``profile``.
 
     Table 1 holds the curated table, and a catalog table when catalog rows exist.
     """
-    name = getattr(profile, "name", profile)
-    folder = Path(folder) if folder else results_dir(name)
+    name = profile.name
+    folder = Path(folder) if folder else results_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
     line = stamp_line(profile)
     md, tex = [f"<!-- {line} -->", ""], [f"% {line}"]

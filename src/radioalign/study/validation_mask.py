@@ -17,6 +17,8 @@ row reads it). The profile's splits and captions must exist (notebook 01; for ``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import argparse
 import json
 import sys
@@ -27,11 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from ..provenance import stamp
-from .deviations import MEASUREMENTS
+from .deviation_registry import MEASUREMENTS
 from .tables import TABLE1_ROWS
 
 
-def table1_values(bundle, captions: str, profile) -> dict[str, float]:
+if TYPE_CHECKING:  # annotations only: importing profiles loads the model (and torch)
+    from .profiles import Profile
+
+
+def table1_values(bundle, captions: str, profile: Profile) -> dict[str, float]:
     """Table 1's rows (label -> value) of one bundle, evaluated as notebook 04 does (paper probe)."""
     from .evaluation import evaluate_bundle
 
@@ -40,7 +46,7 @@ def table1_values(bundle, captions: str, profile) -> dict[str, float]:
     return {label: float(by.get(key, np.nan)) for label, key in TABLE1_ROWS.items()}
 
 
-def one_run(profile, scope: str, captions: str, mask: bool, data, model, processor, folder: Path) -> dict:
+def one_run(profile: Profile, scope: str, captions: str, mask: bool, data, model, processor, folder: Path) -> dict:
     """Train one run with the validation loss ``mask``ed or not; its history and Table 1 rows."""
     from ..train import finetune
     from .inputs import embed_study
@@ -56,13 +62,11 @@ def one_run(profile, scope: str, captions: str, mask: bool, data, model, process
             "epochs_run": result.epochs_run, "table1": table1_values(bundle, captions, profile)}  # fmt: skip
 
 
-def measure(profile_name: str, **overrides) -> dict:
+def measure(profile: Profile) -> dict:
     """Every run of the profile without and with the validation mask (module docstring)."""
     from ..model import load_siglip
     from .inputs import load_splits, study_captions
-    from .profiles import get_profile
 
-    profile = get_profile(profile_name, **overrides)
     train, test = load_splits(profile)
     data = (train, test, study_captions(profile, train, test))
     model, processor = load_siglip(profile.model)
@@ -99,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--out", default=None, help="default: paper/measurements/validation_mask_<profile>.json")
     args = parser.parse_args(argv)
-    data = measure(args.profile)
+    from .profiles import get_profile
+
+    data = measure(get_profile(args.profile))  # the command line is where a name becomes a Profile
     path = Path(args.out) if args.out else MEASUREMENTS / f"validation_mask_{args.profile}.json"
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"{data['summary']}\n-> {path}")

@@ -13,8 +13,8 @@ The repository's address lives in one place, ``[project.urls] Repository`` in
 ``--check`` changes nothing and exits 1 naming the files that are out of date (a test
 runs it), as PythonDataScienceHandbook's ``tools/`` keep its index in step.
 
-    python -m radioalign.study.notebooks_index           # rewrite what is out of date
-    python -m radioalign.study.notebooks_index --check   # exit 1 if anything is
+    python -m radioalign.tools.notebooks_index           # rewrite what is out of date
+    python -m radioalign.tools.notebooks_index --check   # exit 1 if anything is
 """
 
 from __future__ import annotations
@@ -111,10 +111,11 @@ def _summary(path: Path) -> str:
 
 
 def layout_table(root: Path) -> str:
-    """One line per module of ``src/radioalign``: library first, then the study."""
+    """One line per module of ``src/radioalign``: the library first, then the study, then the tools."""
     package = root / "src" / "radioalign"
     rows = ["| module | holds |", "| --- | --- |"]
-    for path in sorted(package.rglob("*.py"), key=lambda p: (p.relative_to(package).parts[0] == "study", str(p))):
+    layer = {"study": 1, "tools": 2}  # the library's parts are 0
+    for path in sorted(package.rglob("*.py"), key=lambda p: (layer.get(p.relative_to(package).parts[0], 0), str(p))):
         rel = path.relative_to(package.parent)
         if path.name == "__main__.py":
             continue
@@ -124,15 +125,15 @@ def layout_table(root: Path) -> str:
 
 
 def deviations_block() -> str:
-    """The deviation registry (``radioalign.deviations()``) as the README's table."""
-    from .deviations import render_markdown
+    """The deviation registry (``radioalign.study.deviations()``) as the README's table."""
+    from ..study.deviation_registry import render_markdown
 
     return render_markdown().rstrip("\n")
 
 
 def published_controls_block() -> str:
     """The published-caption controls' paragraphs (``published_controls.markdown_block``)."""
-    from .published_controls import markdown_block
+    from ..study.published_controls import markdown_block
 
     return markdown_block()
 
@@ -177,7 +178,7 @@ def update(root: Path | None = None, *, write: bool = True) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radioalign.study.notebooks_index", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m radioalign.tools.notebooks_index", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is out of date")
     args = parser.parse_args(argv)
     root = repo_root()

@@ -9,7 +9,7 @@ The figures are the registry's (``radioalign.study.figures.FIGURES``, the paper'
 extras): a missing one stops the build with an error that names the notebook making it,
 and ``generated/figures.tex`` places each with its registered title as caption.
 
-    python -m radioalign.study.report --profile smoke     # -> paper/build/smoke/report.pdf
+    python -m radioalign.tools.report --profile smoke     # -> paper/build/smoke/report.pdf
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from pathlib import Path
 
 from ..paths import repo_root
 from ..provenance import stamp
-from .figures import PAPER, Figure, FigureMissingError, report_figures, require_figures
-from .deviations import render_latex as deviations_latex
-from .published_controls import latex_block as published_controls_latex
-from .layout import results_dir
+from ..study.figures import PAPER, Figure, FigureMissingError, report_figures, require_figures
+from ..study.deviation_registry import render_latex as deviations_latex
+from ..study.published_controls import latex_block as published_controls_latex
+from ..study.layout import results_dir
+from ..study.profiles import get_profile
 
 # controls.tex: the second table (radioalign.study.controls), written by the last control notebook (09)
 TABLES = ("table1.tex", "comparison.tex", "table1.md", "metrics.csv", "controls.tex", "controls.csv")
@@ -61,17 +62,18 @@ def collect(profile: str, target: Path) -> list[str]:
     Raises ``FigureMissingError`` naming each missing figure and the notebook that makes it.
     """
     figures = report_figures()
-    require_figures(profile, figures)
+    results = results_dir(get_profile(profile))  # the tool's edge: the name becomes a Profile here
+    require_figures(results, figures)
     target.mkdir(parents=True, exist_ok=True)
     missing = []
     for name in TABLES:
-        src = results_dir(profile) / name
+        src = results / name
         if src.is_file():
             shutil.copy2(src, target / name)
         else:
             missing.append(str(src))
     for f in figures:
-        for path in f.paths(profile):
+        for path in f.paths(results):
             shutil.copy2(path, target / path.name)
     (target / "figures.tex").write_text(figures_tex(figures))
     (target / "deviations.tex").write_text(deviations_latex())
@@ -113,7 +115,7 @@ def build(profile: str, *, latexmk: str = "latexmk") -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radioalign.study.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m radioalign.tools.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="paper")
     args = parser.parse_args(argv)
     try:

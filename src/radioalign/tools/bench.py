@@ -1,4 +1,4 @@
-"""Throughput benchmark: ``python -m radioalign.study.bench`` (``make bench``).
+"""Throughput benchmark: ``python -m radioalign.tools.bench`` (``make bench``).
 
 On the study's architecture (SigLIP 2 base: ViT-B/16 at 224 px, a 12-layer text tower
 with the 256k Gemma vocabulary; random weights, nothing downloaded) it measures, in one
@@ -32,7 +32,6 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from ..embed import autocast, embed_images, embed_texts, resolve_dtype
-from ..model import apply_lora, default_device, random_base_siglip, text_max_length
+from ..model import apply_lora, default_device, random_base_siglip, text_max_length, tiny_processor
 from ..train import (
     FinetuneConfig, Pairs, batch_loss, evaluate_loss, frozen_tower, make_optimizer, make_scaler, make_scheduler,
     resolve_mixed_precision, train_one_epoch, with_frozen_features,
@@ -106,16 +105,6 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, *, max_n: int | None =
         _sync(device)
         times.append(time.perf_counter() - start)
     return {"n": n, "gflops": 2 * n**3 / min(times) / 1e9, "repeats": len(times)}
-
-
-def _tiny_processor():
-    # A tokenizer built locally (no download): caption ids fall inside the 256k vocabulary,
-    # and padding to 64 tokens makes the text cost independent of the words.
-    from ..model import build_tiny_siglip
-    from transformers import AutoProcessor
-
-    folder = build_tiny_siglip(Path(tempfile.gettempdir()) / "radioalign-bench-tiny-siglip")
-    return AutoProcessor.from_pretrained(folder)
 
 
 def bench_images(model, *, n: int, batch_size: int, dtype: str) -> dict:
@@ -252,7 +241,7 @@ def _throughput(report: dict, model, device: torch.device, *, quick: bool, dtype
 
     print("[bench] caption embeddings ...", flush=True)
     _reset_peak(device)
-    processor = _tiny_processor()
+    processor = tiny_processor()
     n_txt = (64 if gpu else 16) if quick else (1024 if gpu else 64)
     report["texts"] = bench_texts(model, processor, n=n_txt, batch_size=64, dtype=dtype)
     report["texts"]["peak_memory_gib"] = peak_memory_gib(device)
@@ -386,7 +375,7 @@ def render(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radioalign.study.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m radioalign.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer and smaller batches (a few minutes on 2 CPU cores)")
     parser.add_argument("--device", default=None, help="cpu | cuda | mps (default: the best present)")
     parser.add_argument("--dtype", default="auto", help="embedding dtype (default auto)")

@@ -2,14 +2,14 @@
 
 A step's key is a hash of its notebook, its parameters, the source of the ``radioalign``
 modules the notebook can reach (its import statements, followed through the package's
-own imports: editing ``study/bench.py`` or ``study/report.py`` reruns nothing) and the
+own imports: editing ``tools/bench.py`` or ``tools/report.py`` reruns nothing) and the
 previous step's key. A step whose key did not change since its last successful run is
 skipped, so a second ``make paper`` takes seconds. Executed notebooks are kept in
 ``build/<profile>/``; the terminal gets one line per step, with its time.
 
-    python -m radioalign.study.pipeline --profile smoke
-    python -m radioalign.study.pipeline --download --profile paper   # prefetch for offline nodes
-    python -m radioalign.study.pipeline --references                 # regenerate tests/notebooks/
+    python -m radioalign.tools.pipeline --profile smoke
+    python -m radioalign.tools.pipeline --download --profile paper   # prefetch for offline nodes
+    python -m radioalign.tools.pipeline --references                 # regenerate tests/notebooks/
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..paths import repo_root
-from .layout import results_dir
-from .profiles import PINNED_VARIABLE, PROFILES, get_profile
+from ..study.layout import results_dir
+from ..study.profiles import PINNED_VARIABLE, PROFILES, get_profile
 
 NOTEBOOKS = (
     "01_captioning",
@@ -255,7 +255,7 @@ def run(
         publish(profile)
     if missing:
         print(f"[radioalign] not there yet: {', '.join(missing)}")
-    print(f"[radioalign] results in {results_dir(profile)}")
+    print(f"[radioalign] results in {results_dir(get_profile(profile))}")
     return ran
 
 
@@ -267,7 +267,7 @@ def publish(profile: str = "paper") -> None:
     Raises ``FigureMissingError`` (naming the notebook that makes it) when a registered
     figure is missing, before anything is copied.
     """
-    from .figures import report_figures
+    from ..study.figures import report_figures
     from .report import collect
 
     root = repo_root()
@@ -275,14 +275,14 @@ def publish(profile: str = "paper") -> None:
     published = root / "figures"
     published.mkdir(parents=True, exist_ok=True)
     for figure in report_figures():
-        for path in figure.paths(profile):
+        for path in figure.paths(results_dir(get_profile(profile))):
             for src in (path, path.with_name(path.name + ".stamp.json")):
                 if src.is_file():
                     shutil.copy2(src, published / src.name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radioalign.study.pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m radioalign.tools.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="paper", choices=sorted(PROFILES))
     parser.add_argument("--timeout", type=int, default=7200, help="execution timeout per cell, seconds")
     parser.add_argument("--force", action="store_true", help="rerun every step")

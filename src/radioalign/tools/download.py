@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..model import TINY_MODEL
 from ..paths import models_dir
-from .profiles import get_profile
+from ..study.profiles import get_profile
 
 
 def prefetch_model(name: str) -> Path | None:
