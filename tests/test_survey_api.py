@@ -490,3 +490,25 @@ def test_store_commands_have_help_with_examples_and_refuse_in_one_line(capsys, t
     assert code == 2 and not out and err.count("\n") == 1 and "--where-name" in err
     code, out, err = cli(capsys, "store", "info", "--store", tmp_path / "nowhere")
     assert code == 2 and err.startswith("radioalign store info: error: no survey store") and err.count("\n") == 1
+
+
+def test_sources_within_a_cone_by_position_alone(tmp_path):
+    from astropy.coordinates import SkyCoord
+
+    store, _, ids = labelled_store(tmp_path / "s", n=40)
+    survey = Survey(store)
+    placed = {r["id"]: r for r in survey.sources() if r["ra"] is not None}
+    centre = next(iter(placed.values()))
+    cone = (centre["ra"], centre["dec"], 60 * 3600.0)  # 60 deg
+    found = survey.within(cone)
+    sky = SkyCoord([r["ra"] for r in placed.values()], [r["dec"] for r in placed.values()], unit="deg")
+    distance = SkyCoord(centre["ra"], centre["dec"], unit="deg").separation(sky).deg
+    inside = sorted((d, i) for d, i in zip(distance, placed) if d <= 60.0)
+    assert [r["id"] for r in found] == [i for _, i in inside] and len(found) > 1
+    assert [r["distance"] for r in found] == pytest.approx([d for d, _ in inside], abs=1e-9)
+    assert found.infos["QUERY_STATUS"] == "OK" and found.columns[:5] == ["id", "ra", "dec", "name", "distance"]
+    assert "label" in found.columns and all((r["label"] is not None) == (ids.index(r["id"]) < 8) for r in found)
+    table = found.to_table()
+    assert table["distance"].unit == "deg" and table["distance"].meta["ucd"] == "pos.angDistance"
+    capped = survey.within(cone, limit=1, labels=False)
+    assert [r["id"] for r in capped] == [inside[0][1]] and capped.infos["QUERY_STATUS"] == "OVERFLOW" and "label" not in capped.columns

@@ -44,7 +44,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from . import votable
-from .search import RESULT_FIELDS, Cone, file_image, nearest, stored_vector
+from .cone import Cone
+from .query import RESULT_FIELDS, file_image, nearest, stored_vector
 from .store import ERRORS, FILES, LABELS, SOURCES, Store, StoreError, in_list, open_store, quote
 
 EXPORT_FORMATS = ("votable", "csv", "parquet", "fits")
@@ -53,7 +54,8 @@ SUFFIXES = {".xml": "votable", ".vot": "votable", ".votable": "votable", ".csv":
 SOURCE_COLUMNS = ("id", "name", "ra", "dec", "source", "created_at", "flags", "preprocessing")
 LABEL_FIELDS = ("label", "probability")
 ERROR_FIELDS = ("path", "reason", "when")
-FLOAT_FIELDS = frozenset({"ra", "dec", "score", "probability"})
+FLOAT_FIELDS = frozenset({"ra", "dec", "score", "probability", "distance"})
+CONE_LIMIT = 10_000  # sources a query by position alone returns at most (the cone search's MAXREC)
 BATCH_SIZE = 8192  # rows per page read from the store (and per Parquet row group)
 PAGE_BYTES = 2 << 20  # ... at most this many bytes of vectors per page (LanceDB holds several pages per read)
 ROW_GROUP_BYTES = 16 << 20  # a Parquet row group: BATCH_SIZE rows or this many bytes
@@ -61,7 +63,7 @@ CHUNK = 1000  # ids per SQL IN (...) filter
 
 
 def _is_float_column(name: str) -> bool:
-    return name in FLOAT_FIELDS or name.startswith(votable.PROBABILITY_PREFIX)
+    return name in FLOAT_FIELDS or votable.is_probability(name)
 
 
 def _iso(value) -> str | None:
@@ -78,8 +80,9 @@ class Results(list):
     :meth:`to_votable` (bytes), :meth:`to_csv` and :meth:`to_json` (text)."""
 
     def __init__(self, rows: Iterable[dict] = (), columns: Sequence[str] | None = None, classes: Sequence[str] = (),
-                 infos: dict[str, str] | None = None):  # fmt: skip
+                 infos: dict[str, str] | None = None, predicted: Sequence[str] = ()):  # fmt: skip
         super().__init__(rows)
+        self.predicted = list(predicted)  # the classes of the cal_p_<class> columns (stored predictions)
         self.columns = list(columns) if columns is not None else columns_of(self)
         self.classes = list(classes) or [c[len(votable.PROBABILITY_PREFIX) :] for c in self.columns
                                          if c.startswith(votable.PROBABILITY_PREFIX)]  # fmt: skip
@@ -94,7 +97,7 @@ class Results(list):
         for name in self.columns:
             table[name] = _column(name, [row.get(name) for row in self])
         table.meta.update(self.infos)
-        return votable.describe(table, self.classes)
+        return votable.describe(table, self.classes, self.predicted)
 
     def to_pandas(self):
         """A ``pandas.DataFrame`` of the rows (NaN where a number is unknown)."""
@@ -227,23 +230,67 @@ class Survey:
         with self.lock:
             return encoder.texts([text])[0]
 
+    def within(self, cone: Cone | Sequence, *, limit: int = CONE_LIMIT, columns: Sequence[str] = ("name",),
+               labels: bool = True) -> Results:  # fmt: skip
+        """Every source within ``cone`` (no query: by position alone), nearest first (then by
+        id), with ``distance`` from its centre in degrees, at most ``limit`` of them; when
+        there were more, ``results.infos["QUERY_STATUS"]`` is ``OVERFLOW`` (else ``OK``).
+        ``columns`` are read besides ``id, ra, dec``; ``labels`` adds what :meth:`labelled`
+        adds. The store's Dec band and RA window (:func:`.cone.cone_where`) are read in
+        batches and the exact separation keeps those inside: memory bounded by ``limit``."""
+        import heapq
+
+        from .cone import cone_where, separation_arcsec
+
+        cone = as_cone(cone)
+        wanted = list(dict.fromkeys(("id", "ra", "dec", *columns)))
+        query = self.store.table(SOURCES).search().where(cone_where(cone)).select(wanted)
+        kept: list[tuple[float, str, dict]] = []
+        total = 0
+        for batch in query.to_batches(batch_size=8192):
+            rows = batch.to_pylist()
+            if not rows:
+                continue
+            arcsec = separation_arcsec(cone.ra, cone.dec, [r["ra"] for r in rows], [r["dec"] for r in rows])
+            inside = [(float(a) / 3600.0, r["id"], r) for a, r in zip(arcsec, rows) if a <= cone.radius_arcsec]
+            total += len(inside)
+            kept.extend(inside)
+            if len(kept) > 4 * (limit + 1):
+                kept = heapq.nsmallest(limit + 1, kept, key=lambda t: t[:2])
+        kept.sort(key=lambda t: t[:2])
+        rows = [{**row, "distance": distance} for distance, _, row in kept[:limit]]
+        status = {"QUERY_STATUS": "OVERFLOW" if total > limit else "OK"}
+        if not labels:
+            return Results(rows, columns=[*wanted, "distance"], infos={**self._infos(), **status})
+        found = self.labelled([])
+        for start in range(0, len(rows), CHUNK):  # a chunk of ids per lookup
+            found = self.labelled(rows[start : start + CHUNK])
+        columns = [c for c in [*wanted, "distance", *found.columns] if c not in RESULT_FIELDS or c in wanted]
+        return Results(rows, columns=list(dict.fromkeys(columns)), classes=found.classes,
+                       infos={**found.infos, **status}, predicted=found.predicted)  # fmt: skip
+
     def labelled(self, rows: list[dict]) -> Results:
         """``rows`` with ``label``, ``probability`` and ``p_<class>`` (None where a source
-        has no label) when the store holds labels of the survey's prompt set."""
+        has no label) when the store holds labels of the survey's prompt set, then
+        ``user_label`` and the stored predictions (``predicted``, ``prediction_set``,
+        ``predicted_by``, ``cal_p_<class>``: :class:`~.labelling.Annotations`) when it has them."""
+        from .labelling import Annotations
         from .zeroshot import labels_of
 
         labels = labels_of(self.store, [r["id"] for r in rows], self.prompts)
         classes = list(next(iter(labels.values()))["probabilities"]) if labels else label_classes(self.store, self.prompts)
-        if not classes:
-            return Results(rows, columns=RESULT_FIELDS, infos=self._infos())
         names = [votable.probability_column(c) for c in classes]
-        for row in rows:
+        for row in rows if classes else ():
             got = labels.get(row["id"])
             row["label"] = got["label"] if got else None
             row["probability"] = float(got["score"]) if got else None
             for cls, name in zip(classes, names):
                 row[name] = got["probabilities"].get(cls) if got else None
-        return Results(rows, columns=[*RESULT_FIELDS, *LABEL_FIELDS, *names], classes=classes, infos=self._infos())
+        # the person's label and the stored predictions (``radioalign label``, ``classify --probe``)
+        notes = Annotations.of(self.store)
+        notes.annotate(self.store, rows)
+        columns = [*RESULT_FIELDS, *((*LABEL_FIELDS, *names) if classes else ()), *notes.names()]
+        return Results(rows, columns=columns, classes=classes, infos={**self._infos(), **notes.infos()}, predicted=notes.classes)
 
     def thumbnails(self, ids: Sequence[str]) -> list[np.ndarray | None]:
         """The stored thumbnails (150 x 150 ``uint8``, north up) of ``ids``, None where absent."""
@@ -263,6 +310,73 @@ class Survey:
         encoder = self.encoder
         with self.lock:
             return classify(self.store, prompts or self.prompt_spec, encoder=encoder)
+
+    # -- labelling (:mod:`.labelling`) ---------------------------------------
+
+    def label(self, labels: dict[str, str], *, who: str | None = None) -> dict:
+        """Label sources (``{id or name: class}``): ``{"added", "replaced"}``."""
+        from .labelling import add_labels
+
+        return add_labels(self.store, labels, who=who)
+
+    def unlabel(self, keys: Sequence[str]) -> dict:
+        """Remove the user labels of sources (ids or names): ``{"removed", "not_labelled"}``."""
+        from .labelling import remove_labels
+
+        return remove_labels(self.store, keys)
+
+    def import_labels(self, path: str | os.PathLike, **options):
+        """Label sources from a table file (:func:`~.labelling.import_labels`)."""
+        from .labelling import import_labels
+
+        return import_labels(self.store, path, **options)
+
+    def user_labels(self, *, details: bool = False) -> dict:
+        """Every user label: ``{id: class}`` (with ``details``, who, origin and when too)."""
+        from .labelling import user_labels
+
+        return user_labels(self.store, details=details)
+
+    def prior(self):
+        """The zero-shot :class:`~.labelling.Prior` of the survey's prompt set under its model
+        (loaded once; the probe's prior and its fallback)."""
+        from .labelling import zero_shot_prior
+
+        encoder = self.encoder
+        with self.lock:
+            if getattr(self, "_prior", None) is None:
+                self._prior = zero_shot_prior(self.store, self.prompt_spec, encoder=encoder)
+            return self._prior
+
+    def classify_probe(self, *, model: str = "probe", alpha: float = 0.1, abstain: bool = False, prior: bool = True,
+                       **options):  # fmt: skip
+        """Train the probe on the user labels (``model="zeroshot"``: calibrate zero-shot) and
+        store every source's prediction and conformal set (:func:`~.labelling.classify_probe`);
+        ``prior=False`` trains on the labels alone, with no model loaded."""
+        from .labelling import classify_probe
+
+        return classify_probe(self.store, self.prior() if prior else None, model=model, alpha=alpha, abstain=abstain, **options)
+
+    def suggest(self, n: int = 20, *, text: str | None = None, prior: bool = True, kind: str = "margin") -> Results:
+        """The ``n`` unlabelled sources worth labelling next (:func:`~.labelling.suggest`),
+        ranked by the probe's uncertainty, or by closeness to ``text`` before any label:
+        ``id, name, ra, dec``, ``priority`` (the uncertainty, or the cosine to ``text``),
+        ``by`` (``margin``, ``entropy`` or ``query``), ``best`` (the most probable class) and
+        ``cal_p_<class>`` (None when ranked by the query)."""
+        from .labelling import query_vector, suggest
+
+        query = None
+        if text is not None:
+            encoder = self.encoder
+            with self.lock:
+                query = query_vector(self.store, text, encoder=encoder)
+        found = suggest(self.store, n, query_vector=query, prior=self.prior() if prior else None, kind=kind)
+        classes = list(found[0]["probabilities"] or {}) if found else []
+        rows = [{"id": r["id"], "name": r["name"], "ra": _number(r["ra"]), "dec": _number(r["dec"]), "priority": r["score"],
+                 "by": r["by"], "best": r["best"], **{votable.calibrated_column(c): (r["probabilities"] or {}).get(c) for c in classes}}
+                for r in found]  # fmt: skip
+        columns = ["id", "name", "ra", "dec", "priority", "by", "best", *(votable.calibrated_column(c) for c in classes)]
+        return Results(rows, columns=columns, infos=self._infos(), predicted=classes)
 
     # -- the store ----------------------------------------------------------
 
@@ -311,7 +425,7 @@ class Survey:
         part = out.with_name(f".{out.name}.part")
         part.unlink(missing_ok=True)
         try:
-            n = WRITERS[format](part, snap, vectors, batch_size, self._infos())
+            n = WRITERS[format](part, snap, vectors, batch_size, {**self._infos(), **snap.notes.infos()})
             os.replace(part, out)
         finally:
             part.unlink(missing_ok=True)
@@ -319,7 +433,7 @@ class Survey:
 
     def delete(self, ids: Sequence[str] = (), where_name: str | None = None, errors: bool = False) -> int:
         """Remove the sources ``ids`` and those whose name matches the glob ``where_name``
-        (``fnmatch``, case-sensitive), with their zero-shot labels and their ``files``
+        (``fnmatch``, case-sensitive), with their zero-shot and user labels, predictions and ``files``
         rows; with ``errors``, clear the errors table. Returns how many rows went
         (sources plus errors). The ``files`` rows go too, so a later ``radioalign
         ingest`` of the same folder adds a deleted source again if its file is still
@@ -333,6 +447,9 @@ class Survey:
                 for name in (SOURCES, LABELS, FILES):
                     if self.store.has(name):
                         self.store.table(name).delete(where)
+            from .labelling import forget  # (scikit-learn: imported when a command needs it)
+
+            forget(self.store, sorted(targets))  # the people's labels and the predictions go too
             cleared = self.store.clear_errors() if errors else 0
         return len(targets) + cleared
 
@@ -373,6 +490,10 @@ def model_input(image) -> np.ndarray:
         return model_image(Picture(data=np.asarray(image, dtype=np.float64)))[0]
     except ValueError as err:
         raise ValueError(f"the image array cannot become model input: {' '.join(str(err).split())[:200]}") from err
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
@@ -446,12 +567,34 @@ class Snapshot:
     :class:`LabelIndex`."""
 
     def __init__(self, store: Store, prompts: str):
+        from .labelling import Annotations
+
         self.sources = _pinned(store, SOURCES)
         self.labels = _pinned(store, LABELS) if store.has(LABELS) else None
         self.prompts = prompts
         self.n = self.sources.count_rows()
         self.classes = _classes_of(self.labels, prompts) if self.labels is not None else []
         self.vector_field = self.sources.schema.field("vector")
+        self.notes = Annotations.of(store)  # user labels and stored predictions (.labelling)
+        self._annotations = None
+        self._store = store
+
+    @property
+    def annotations(self):
+        """The user labels and predictions of every source (an :class:`~.labelling.AnnotationIndex`),
+        read once, on first use, from the versions committed then."""
+        from .labelling import PREDICTIONS, USER_LABELS, AnnotationIndex
+
+        def pages(name: str, columns: list[str]):
+            if not self._store.has(name):
+                return ()
+            table = _pinned(self._store, name)
+            return paged(table, columns, table.count_rows(), BATCH_SIZE)
+
+        if self._annotations is None:
+            predictions = pages(PREDICTIONS, ["id", "model", "predicted", "prediction_set", "probabilities"]) if self.notes.model else ()
+            self._annotations = AnnotationIndex(self.notes, pages(USER_LABELS, ["id", "class"]), predictions)
+        return self._annotations
 
     def schema(self, vectors: bool = False):
         import pyarrow as pa
@@ -460,6 +603,7 @@ class Snapshot:
         if self.classes:
             fields += [pa.field("label", pa.string()), pa.field("probability", pa.float64())]
             fields += [pa.field(votable.probability_column(c), pa.float64()) for c in self.classes]
+        fields += self.notes.fields()
         return pa.schema(fields + ([self.vector_field] if vectors else []))
 
     def pages(self, columns: Sequence[str], batch_size: int = BATCH_SIZE):
@@ -478,6 +622,8 @@ class Snapshot:
             arrays = [batch.column(c) for c in SOURCE_COLUMNS]
             if labels is not None:
                 arrays += labels.columns(batch.column("id").to_pylist())
+            if self.notes.names():
+                arrays += self.annotations.columns(batch.column("id").to_pylist())
             if vectors:
                 arrays.append(batch.column("vector"))
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
@@ -551,14 +697,14 @@ def _pinned(store: Store, name: str):
 # Writers: (path, snapshot, vectors, batch_size, infos) -> rows written
 
 
-def _described(schema, classes: Sequence[str], infos: dict[str, str]):
+def _described(schema, classes: Sequence[str], infos: dict[str, str], predicted: Sequence[str] = ()):
     """``schema`` with each column's UCD, unit and description as Arrow field metadata."""
     import pyarrow as pa
 
-    known = votable.known_columns(classes)
+    known = votable.known_columns(classes, predicted)
     fields = []
     for field in schema:
-        ucd, unit, text = known.get(field.name, (None, None, None))
+        ucd, unit, text = votable.column_meta(field.name, known)
         meta = {k: v for k, v in (("ucd", ucd), ("unit", unit), ("description", text)) if v}
         fields.append(field.with_metadata(meta) if meta else field)
     return pa.schema(fields, metadata={"radioalign": json.dumps(infos)})
@@ -568,7 +714,7 @@ def _write_parquet(path: Path, snap: Snapshot, vectors: bool, batch_size: int, i
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _described(snap.schema(vectors), snap.classes, infos)
+    schema = _described(snap.schema(vectors), snap.classes, infos, snap.notes.classes)
     n, group = 0, []
     with pq.ParquetWriter(str(path), schema) as writer:
         for batch in snap.batches(vectors, batch_size):
@@ -610,7 +756,7 @@ def _write_csv(path: Path, snap: Snapshot, vectors: bool, batch_size: int, infos
 
 
 def _write_votable(path: Path, snap: Snapshot, vectors: bool, batch_size: int, infos: dict) -> int:
-    template = Results([], columns=snap.schema().names, classes=snap.classes).to_table()
+    template = Results([], columns=snap.schema().names, classes=snap.classes, predicted=snap.notes.classes).to_table()
     head, tail = votable.votable_parts(template, infos=infos)
     n = 0
     with open(path, "w", encoding="utf-8") as f:
@@ -644,6 +790,8 @@ def _text_widths(snap: Snapshot, names: Sequence[str]) -> dict[str, int]:
     widths["created_at"] = len("2026-01-02T03:04:05.123456Z")
     if "label" in widths:
         widths["label"] = max(1, *(len(_ascii(c)) for c in snap.classes))
+    if snap.notes.names():
+        widths.update(snap.annotations.widths())
     return widths
 
 
@@ -655,10 +803,10 @@ def _fits_layout(snap: Snapshot, vectors: bool):
     schema = snap.schema(vectors)
     text = [f.name for f in schema if pa.types.is_string(f.type) or f.name == "created_at"]
     widths = _text_widths(snap, text)
-    known = votable.known_columns(snap.classes)
+    known = votable.known_columns(snap.classes, snap.notes.classes)
     dtype, columns = [], []
     for field in schema:
-        unit = (known.get(field.name) or (None, None, None))[1]
+        unit = votable.column_meta(field.name, known)[1]
         if field.name in widths:
             dtype.append((field.name, f"S{widths[field.name]}"))
             columns.append(fits.Column(name=field.name, format=f"{widths[field.name]}A"))
@@ -672,7 +820,8 @@ def _fits_layout(snap: Snapshot, vectors: bool):
     header = fits.BinTableHDU.from_columns(columns, nrows=0, name="SOURCES").header
     header["NAXIS2"] = snap.n
     for i, field in enumerate(schema, start=1):
-        header.comments[f"TTYPE{i}"] = (known.get(field.name) or (None, None, field.name))[2][:47]
+        room = min(47, 65 - max(8, len(field.name)))  # the card's 80 characters: keyword, quoted name, " / "
+        header.comments[f"TTYPE{i}"] = (votable.column_meta(field.name, known)[2] or field.name)[:room]
     return np.dtype(dtype), header
 
 

@@ -18,12 +18,26 @@ back button shows the same results.
 ``GET  /api/info``                        the store: sources, model, prompt set, HiPS
 ``GET  /scs?RA=..&DEC=..&SR=..``          IVOA Simple Cone Search 1.03 (see :func:`cone_search`)
 
+The labelling mode (``static/app.js``: one key or click per class, undo, a live count):
+
+``GET  /api/labelling``                   the classes offered (the prompt set's first), the
+                                          labels per class and the probe's status
+``GET  /api/suggest?n=12[&text=...]``     the sources worth labelling next (:meth:`.api.Survey.suggest`)
+``POST /api/labels`` (JSON)               ``{"labels": {id: class or null}, "train": bool}``:
+                                          label (null: unlabel, the page's undo), then with
+                                          ``train`` retrain the probe in the background
+``GET  /api/probe``, ``POST /api/probe``  the probe's status (cross-validated F1, coverage ...);
+                                          POST retrains it (:class:`.labelling.BackgroundProbe`)
+
 Every search also takes a cone: ``ra``, ``dec`` in degrees or sexagesimal
 (``12:34:56.7``, ``+12d34m56s``; ``frame=galactic`` for l, b) and ``radius`` in arcsec
 or with a unit (``10arcmin``, ``0.1deg``).
-A result is the record of ``radioalign search`` (``id, name, ra, dec, score, source``)
-plus ``label`` and ``probability`` (the label's SigLIP probability) when the store's
-sources were labelled with the page's prompt set (``radioalign classify``).
+A result is the record of ``radioalign search`` (``id, name, ra, dec, score, source``,
+then ``label``, ``probability`` and ``p_<class>`` when the store's sources were labelled
+with the page's prompt set, and ``user_label``, ``predicted``, ``prediction_set``,
+``predicted_by`` and ``cal_p_<class>`` once people labelled sources and the probe ran):
+the page calls the same :class:`~.api.Survey` as the command line, so its CSV and
+VOTable exports are what ``radioalign search --format csv|votable`` writes.
 
 The page talks to the Virtual Observatory through SAMP: "Send to TOPCAT/Aladin"
 broadcasts ``table.load.votable`` with the URL of ``/api/results.vot`` for the current
@@ -42,11 +56,8 @@ server path, the store's path or an exception's text (those go to the server's l
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at
 # run time, and Request is imported inside create_app.
-import csv
 import datetime as _dt
 import hashlib
-import heapq
-import io
 import json
 import logging
 import math
@@ -60,16 +71,16 @@ from typing import Iterable
 
 import numpy as np
 
-from .search import RESULT_FIELDS, Cone, cone_where, nearest, separation_arcsec, stored_vector
-from .store import LABELS, SOURCES, Store, StoreError, open_store, quote
+from .search import Cone, nearest, stored_vector
+from .store import SOURCES, Store, StoreError, open_store, quote
 from .uploads import Refused, model_input, read_upload
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-RECORD_FIELDS = RESULT_FIELDS + ("label", "probability")
 MAX_K = 200
-QUERY_FIELDS = ("text", "like", "upload", "k", "ra", "dec", "radius", "frame")
+QUERY_FIELDS = ("text", "like", "upload", "k", "ra", "dec", "radius", "frame", "n")
+MAX_LABELS_BODY = 1 << 20  # bytes of one POST /api/labels (some 20,000 labels)
 SERVER_FAILED = "the server could not answer this query (its log says why)"
 STORE_FAILED = "the store cannot answer this query (the server's log says why)"
 UPLOAD_GONE = "the server no longer holds that uploaded image: upload it again"
@@ -87,6 +98,12 @@ class QueryError(Refused):
     a fixed sentence for the client."""
 
 
+class NotJSON(Refused):
+    """A body that should be JSON and is sent as something else: 415."""
+
+    status = 415
+
+
 def check_hips(hips: str | None) -> str:
     """A HiPS survey id as the CDS names them (``CDS/P/NVSS``, ``CDS/P/DSS2/color``);
     ``DEFAULT_HIPS`` for None. It goes into the Aladin Lite links only."""
@@ -101,33 +118,40 @@ class SearchService:
     """The store, the loaded model, the prompt set whose labels results carry and the
     HiPS survey the page's Aladin links show.
 
-    Queries go through one lock: a model forward is not shared between threads."""
+    Queries and labels go through :attr:`survey`, the :class:`~.api.Survey` that the
+    command line uses, so the page and ``radioalign search``/``label``/``suggest`` give the
+    same records. Model forwards go through its one lock (not shared between threads)."""
 
     store: Store
     encoder: object
     prompts: str = "fr"
     hips: str = DEFAULT_HIPS
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: threading.RLock = field(default=None, repr=False)
     uploads: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    alpha: float = 0.1  # the probe's conformal level on the labelling page
 
     def __post_init__(self):
+        from .api import Survey
+        from .labelling import BackgroundProbe
+
         self.store.check_model(self.encoder.fingerprint, "search page")
         self.hips = check_hips(self.hips)
+        self.survey = Survey(self.store, encoder=self.encoder, prompts=self.prompts)
+        self.lock = self.survey.lock
+        self.probe = BackgroundProbe(self.store, self.prior, alpha=self.alpha)
 
     # -- queries ------------------------------------------------------------
 
     def text(self, text: str, k: int = 10, cone: Cone | None = None) -> list[dict]:
         if not text.strip():
             raise QueryError("an empty text query")
-        with self.lock:
-            vector = self.encoder.texts([text])[0]
-        return self.labelled(nearest(self.store, vector, k, cone))
+        return self.survey.search(text, k=k, cone=cone)
 
     def like(self, key: str, k: int = 10, cone: Cone | None = None) -> list[dict]:
-        vector = stored_vector(self.store, key)
-        if vector is None:
+        # Only a stored source: Survey.search(like=) would also read a file path, on the server's disk.
+        if stored_vector(self.store, key) is None:
             raise QueryError("no source with that id or name in the store")
-        return self.labelled(nearest(self.store, vector, k, cone))
+        return self.survey.search(like=key, k=k, cone=cone)
 
     def image(self, data: bytes | bytearray, filename: str, k: int = 10, cone: Cone | None = None) -> list[dict]:
         """The neighbours of an uploaded image (its bytes, in memory), read and
@@ -154,64 +178,88 @@ class SearchService:
             vector = self.uploads.get(token)
         if vector is None:
             raise QueryError(UPLOAD_GONE)
-        return self.labelled(nearest(self.store, vector, k, cone))
+        return self.survey.labelled(nearest(self.store, vector, k, cone))
 
     def cone_sources(self, cone: Cone, limit: int = SCS_MAXREC, columns: Iterable[str] = ("name",)) -> tuple[list[dict], bool]:
-        """Every source within ``cone``, nearest first (then by id), with ``distance``
-        from its centre in degrees: at most ``limit`` of them, and whether there were
-        more. A cone has no query vector: the store's Dec band and RA window
-        (:func:`.search.cone_where`) are read in batches, then the exact separation
-        keeps those inside, so memory stays bounded by ``limit``."""
-        wanted = list(dict.fromkeys(("id", "ra", "dec", *columns)))
-        query = self.store.table(SOURCES).search().where(cone_where(cone)).select(wanted)
-        kept: list[tuple[float, str, dict]] = []
-        total = 0
-        for batch in query.to_batches(batch_size=8192):
-            rows = batch.to_pylist()
-            if not rows:
-                continue
-            arcsec = separation_arcsec(cone.ra, cone.dec, [r["ra"] for r in rows], [r["dec"] for r in rows])
-            inside = [(float(a) / 3600.0, r["id"], r) for a, r in zip(arcsec, rows) if a <= cone.radius_arcsec]
-            total += len(inside)
-            kept.extend(inside)
-            if len(kept) > 4 * (limit + 1):
-                kept = heapq.nsmallest(limit + 1, kept, key=lambda t: t[:2])
-        kept.sort(key=lambda t: t[:2])
-        rows = [{**row, "distance": distance} for distance, _, row in kept[:limit]]
-        return rows, total > limit
+        """Every source within ``cone``, nearest first, with ``distance`` in degrees: at
+        most ``limit`` of them, and whether there were more (:meth:`.api.Survey.within`)."""
+        rows = self.survey.within(cone, limit=limit, columns=tuple(columns), labels=False)
+        return rows, rows.infos["QUERY_STATUS"] == "OVERFLOW"
 
     # -- what the page shows ------------------------------------------------
 
-    def labels(self, ids: list[str]) -> dict[str, dict]:
-        """The stored labels of ``ids`` for the page's prompt set (in chunks of ids)."""
-        from .zeroshot import labels_of
-
-        found: dict[str, dict] = {}
-        for start in range(0, len(ids), _LABEL_CHUNK):
-            found.update(labels_of(self.store, ids[start : start + _LABEL_CHUNK], self.prompts))
-        return found
-
-    def labelled(self, results: list[dict], per_class: bool = False) -> list[dict]:
-        """``results`` with ``label`` and ``probability`` where the store has labels (and
-        with ``per_class``, each class's probability as ``p_<class>``)."""
-        from .votable import probability_column
-
-        labels = self.labels([r["id"] for r in results])
-        for r in results:
-            if r["id"] in labels:
-                found = labels[r["id"]]
-                r["label"], r["probability"] = found["label"], float(found["score"])
-                if per_class:
-                    r.update({probability_column(c): float(p) for c, p in found["probabilities"].items()})
+    def labelled(self, results: list[dict]) -> list[dict]:
+        """``results`` with the columns :meth:`.api.Survey.labelled` adds (zero-shot
+        ``label``, ``probability``, ``p_<class>``; user labels and predictions), in place,
+        a chunk of ids at a time (a cone search holds up to ``SCS_MAXREC`` rows)."""
+        for start in range(0, len(results), _LABEL_CHUNK):
+            self.survey.labelled(results[start : start + _LABEL_CHUNK])
         return results
 
     def classes(self) -> list[str]:
         """The classes of the page's prompt set as the store's labels name them ([] when
         the store has not been labelled with it)."""
-        if not self.store.has(LABELS):
-            return []
-        rows = self.store.rows_where(f"prompts = {quote(self.prompts)}", ["probabilities"], LABELS, limit=1)
-        return list(json.loads(rows[0]["probabilities"])) if rows else []
+        from .api import label_classes
+
+        return label_classes(self.store, self.prompts)
+
+    # -- labelling ----------------------------------------------------------
+
+    def prior(self):
+        """The prompt set's zero-shot prior under the page's model, or None when the prompt
+        set is not one this server can read (the probe then learns from the labels alone)."""
+        try:
+            return self.survey.prior()
+        except (OSError, ValueError) as err:
+            log.warning("labelling without a zero-shot prior: %s", err)
+            return None
+
+    def offered_classes(self) -> list[str]:
+        """The classes the page offers: the prompt set's first, then the people's own."""
+        from .labelling import user_labels
+        from .zeroshot import load_prompts
+
+        try:
+            classes = list(load_prompts(self.survey.prompt_spec)[1])
+        except (OSError, ValueError):
+            classes = self.classes()
+        return classes + sorted(set(user_labels(self.store).values()) - set(classes))
+
+    def labelling(self) -> dict:
+        """The labelling mode's state: the classes offered, the labels per class and the probe's status."""
+        from collections import Counter
+
+        from .labelling import user_labels
+
+        counts = Counter(user_labels(self.store).values())
+        return {"classes": self.offered_classes(), "counts": dict(sorted(counts.items())), "total": sum(counts.values()),
+                "probe": self.probe.status()}  # fmt: skip
+
+    def suggest(self, n: int, text: str | None = None) -> list[dict]:
+        """The ``n`` sources worth labelling next (:meth:`.api.Survey.suggest`)."""
+        from .labelling import LabellingError
+
+        prior = self.prior() is not None
+        try:
+            return self.survey.suggest(n, text=text or None, prior=prior)
+        except LabellingError:
+            raise QueryError("nothing to rank the sources by yet: describe what you look for, or label a few sources") from None
+
+    def label(self, labels: dict, train: bool = False) -> dict:
+        """Label sources (``{id: class}``; a class of None removes the label: an undo), then,
+        with ``train``, retrain the probe in the background. Returns :meth:`labelling`."""
+        from .labelling import LabellingError
+
+        if not isinstance(labels, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in labels.items()):
+            raise QueryError("labels must be an object of source ids and class names")
+        try:
+            self.survey.label({k: v for k, v in labels.items() if v is not None})
+            self.survey.unlabel([k for k, v in labels.items() if v is None])
+        except LabellingError:
+            raise QueryError("a source is not in the store, or a class is empty or holds '|'") from None
+        if train:
+            self.probe.request()
+        return self.labelling()
 
     def thumbnail(self, source_id: str) -> bytes | None:
         rows = self.store.rows_where(f"id = {quote(source_id)}", ["thumbnail"], limit=1)
@@ -301,23 +349,21 @@ def result_table(rows: list[dict], columns: list[str], classes: Iterable[str] = 
 
 
 def results_csv(results: list[dict]) -> str:
-    """Results as CSV: a header of ``RECORD_FIELDS``, empty cells for no label."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RECORD_FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({f: "" if r.get(f) is None else r[f] for f in RECORD_FIELDS} for r in results)
-    return buf.getvalue()
+    """Results as ``radioalign search --format csv`` writes them (:meth:`.api.Results.to_csv`)."""
+    from .api import Results
+
+    return (results if isinstance(results, Results) else Results(results)).to_csv()
 
 
 def results_votable(results: list[dict], query: str = "") -> bytes:
-    """Results as a VOTable: id, name, ra, dec, score, label and probability (when
-    labelled), source; ``query`` (the URL's query string) goes into an ``INFO``."""
+    """Results as ``radioalign search --format votable`` writes them (UCDs, units), with
+    ``query`` (the URL's query string) in an ``INFO``."""
+    from .api import Results
     from .votable import votable_bytes
 
-    labelled = any(r.get("label") is not None for r in results)
-    columns = ["id", "name", "ra", "dec", "score", *(("label", "probability") if labelled else ()), "source"]
-    infos = {"QUERY_STATUS": "OK", **({"QUERY": query[:1000]} if query else {})}
-    return votable_bytes(result_table(results, columns), infos=infos)
+    results = results if isinstance(results, Results) else Results(results)
+    infos = {"QUERY_STATUS": "OK", **results.infos, **({"QUERY": query[:1000]} if query else {})}
+    return votable_bytes(results.to_table(), infos=infos)
 
 
 def scs_columns(verb: int, classes: list[str]) -> list[str]:
@@ -380,7 +426,7 @@ def cone_search(service: SearchService, items: Iterable[tuple[str, str]]) -> byt
         extra = [c for c in ("name", "source", "created_at") if c in columns]
         rows, overflow = service.cone_sources(Cone(ra, dec, sr * 3600.0), maxrec, extra)
         if verb >= 2 and classes:
-            service.labelled(rows, per_class=verb == 3)
+            service.labelled(rows)
     infos = {"QUERY_STATUS": "OVERFLOW" if overflow else "OK"}
     return votable_bytes(result_table(rows, columns, classes), resource_name="radioalign cone search", infos=infos)
 
@@ -399,6 +445,7 @@ def create_app(service: SearchService):
     app.state.service = service
     add_error_handlers(app)
     add_search_routes(app, service)
+    add_label_routes(app, service)
     add_vo_routes(app, service)
 
     @app.get("/", include_in_schema=False)
@@ -461,6 +508,55 @@ def add_search_routes(app, service: SearchService) -> None:
     @app.get("/api/info")
     def info():
         return service.info()
+
+
+async def json_body(request, limit: int = MAX_LABELS_BODY) -> dict:
+    """A request's JSON object, at most ``limit`` bytes; only as ``application/json`` (which
+    a page of another site cannot send here without the browser's preflight, so no other
+    site's page can label a store through a visitor's browser)."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise NotJSON("send the labels as application/json")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise QueryError("too many labels in one request")
+    try:
+        value = json.loads(bytes(body) or b"null")
+    except ValueError:
+        raise QueryError("the request body is not JSON") from None
+    if not isinstance(value, dict):
+        raise QueryError("the request body must be a JSON object")
+    return value
+
+
+def add_label_routes(app, service: SearchService) -> None:
+    """The labelling mode: ``/api/labelling`` (classes offered, labels per class, the
+    probe's status), ``/api/suggest``, ``POST /api/labels`` and ``/api/probe``."""
+    from fastapi import Query, Request
+    from starlette.concurrency import run_in_threadpool
+
+    @app.get("/api/labelling")
+    def labelling():
+        return service.labelling()
+
+    @app.get("/api/suggest")
+    def suggest(n: int = Query(12, ge=1, le=MAX_K), text: str | None = None):
+        return service.suggest(n, text)
+
+    @app.post("/api/labels")
+    async def label(request: Request):
+        body = await json_body(request)
+        return await run_in_threadpool(service.label, body.get("labels"), bool(body.get("train")))
+
+    @app.get("/api/probe")
+    def probe():
+        return service.probe.status()
+
+    @app.post("/api/probe")
+    def train():
+        service.probe.request()
+        return service.probe.status()
 
 
 def add_vo_routes(app, service: SearchService) -> None:

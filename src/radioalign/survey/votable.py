@@ -15,6 +15,12 @@ column             UCD                        unit   meaning
 ``label``          ``src.class``                     the zero-shot (or probe) class
 ``probability``    ``stat.probability``              the label's probability
 ``p_<class>``      ``stat.probability``              the probability of each class
+``user_label``     ``src.class``                     the class a person gave (``radioalign label``)
+``predicted``      ``src.class``                     the probe's (or calibrated zero-shot) class; empty
+                                                     where the run abstained (an open set)
+``prediction_set`` ``src.class``                     the conformal prediction set, e.g. ``FR-I|FR-II``
+``predicted_by``   ``meta.code``                     ``probe`` or ``zeroshot`` (calibrated)
+``cal_p_<class>``  ``stat.probability``              the calibrated probability of each class
 ``source``         ``meta.ref``                      the last path seen (or catalogue#name)
 ``created_at``     ``time.processing``               when the source was ingested (UTC)
 ``distance``       ``pos.angDistance``        deg    distance from a cone search's centre
@@ -51,11 +57,16 @@ COLUMNS: dict[str, tuple[str, str | None, str]] = {
     "distance": ("pos.angDistance", "deg", "angular distance from the cone's centre (great circle)"),
     "flags": ("meta.code.qual", None, "flags raised at ingest, e.g. orientation-unknown (a FITS without a celestial WCS)"),
     "preprocessing": ("meta.note", None, "how the cut-out became the model input (recipe and geometry)"),
+    "user_label": ("src.class", None, "class given by a person or an imported catalogue (radioalign label)"),
+    "predicted": ("src.class", None, "class predicted by the probe or calibrated zero-shot; empty where it abstained"),
+    "prediction_set": ("src.class", None, "conformal prediction set: the classes joined by | (more than one: not sure)"),
+    "predicted_by": ("meta.code", None, "what predicted: probe (trained on the user labels) or zeroshot (calibrated)"),
     "path": ("meta.ref", None, "the input that failed: its path, or catalogue#name"),
     "reason": ("meta.note", None, "why the input failed"),
     "when": ("time.processing", None, "when the input failed (UTC, ISO 8601)"),
 }
 PROBABILITY_PREFIX = "p_"
+CALIBRATED_PREFIX = "cal_p_"
 
 
 def probability_column(cls: str) -> str:
@@ -65,23 +76,48 @@ def probability_column(cls: str) -> str:
     return PROBABILITY_PREFIX + re.sub(r"\W+", "_", str(cls)).strip("_")
 
 
-def known_columns(classes: Iterable[str] = ()) -> dict[str, tuple[str, str | None, str]]:
-    """:data:`COLUMNS` with the ``p_<class>`` column of each of ``classes``."""
+def calibrated_column(cls: str) -> str:
+    """The column of class ``cls``'s calibrated probability (``FR-I`` -> ``cal_p_FR_I``)."""
+    return CALIBRATED_PREFIX + probability_column(cls)[len(PROBABILITY_PREFIX) :]
+
+
+def is_probability(name: str) -> bool:
+    return name.startswith(PROBABILITY_PREFIX) or name.startswith(CALIBRATED_PREFIX)
+
+
+def known_columns(classes: Iterable[str] = (), predicted: Iterable[str] = ()) -> dict[str, tuple[str, str | None, str]]:
+    """:data:`COLUMNS` with the ``p_<class>`` column of each of ``classes`` (zero-shot) and
+    the ``cal_p_<class>`` column of each of ``predicted`` (the stored predictions')."""
     known = dict(COLUMNS)
     for cls in classes:
         known[probability_column(cls)] = ("stat.probability", None, f"probability of class {cls}")
+    for cls in predicted:
+        known[calibrated_column(cls)] = ("stat.probability", None, f"calibrated probability of class {cls}")
     return known
 
 
-def describe(table, classes: Iterable[str] = ()) -> object:
+def column_meta(name: str, known: dict) -> tuple[str | None, str | None, str | None]:
+    """``(ucd, unit, description)`` of column ``name``: from ``known``, else by its prefix
+    (a class's probability), else ``(None, None, None)``."""
+    if name in known:
+        return known[name]
+    if name.startswith(CALIBRATED_PREFIX):
+        return "stat.probability", None, f"calibrated probability of class {name[len(CALIBRATED_PREFIX):]}"
+    if name.startswith(PROBABILITY_PREFIX):
+        return "stat.probability", None, f"probability of class {name[len(PROBABILITY_PREFIX):]}"
+    return None, None, None
+
+
+def describe(table, classes: Iterable[str] = (), predicted: Iterable[str] = ()) -> object:
     """Put :data:`COLUMNS`'s UCDs, units and descriptions on ``table``'s columns (in
-    place) and return it; ``classes`` names the ``p_<class>`` columns' classes."""
+    place) and return it; ``classes`` names the ``p_<class>`` columns' classes and
+    ``predicted`` the ``cal_p_<class>`` columns'."""
     import astropy.units as u
 
-    known = known_columns(classes)
+    known = known_columns(classes, predicted)
     for name in table.colnames:
-        if name in known:
-            ucd, unit, text = known[name]
+        ucd, unit, text = column_meta(name, known)
+        if ucd is not None:
             column = table[name]
             column.meta["ucd"] = ucd
             column.description = text

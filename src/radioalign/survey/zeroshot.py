@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .store import LABELS, Store, now, open_store
+from .store import normalise as _unit
 
 # The Fanaroff & Riley (1974) classes in the words radio astronomers use.
 FR_PROMPTS: dict[str, list[str]] = {
@@ -82,11 +83,6 @@ def prompt_table(prompts: dict[str, list[str]]) -> tuple[list[str], list[str], n
     texts = [text for name in classes for text in prompts[name]]
     owner = np.asarray([k for k, name in enumerate(classes) for _ in prompts[name]], dtype=np.int64)
     return classes, texts, owner
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def ensemble(text_vectors: np.ndarray, prompt_classes: np.ndarray, n_classes: int | None = None) -> np.ndarray:
