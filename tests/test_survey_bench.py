@@ -1,5 +1,6 @@
-"""The survey benchmark (`make bench-survey`): its synthetic vectors and exact answers, and
-a `--quick` run end to end (20,000 vectors, the tiny SigLIP)."""
+"""The survey benchmark (`make bench-survey`): its synthetic vectors (clustered and hard,
+stored and held out), exact answers, tuning rule and goals, and a small run end to end
+(12,000 vectors, the tiny SigLIP; `--quick` itself is 10^5 and runs in `make bench-survey`)."""
 
 from __future__ import annotations
 
@@ -10,54 +11,92 @@ import pytest
 
 pytest.importorskip("lancedb")
 pytest.importorskip("astropy")
+pytest.importorskip("faiss")
 
-from radioalign.survey import bench  # noqa: E402
+from radioalign.survey import bench, bench_ann  # noqa: E402
 
 
-def test_vectors_are_deterministic_unit_and_clustered():
-    a, b = bench.cluster_vectors(3, 64, seed=1), bench.cluster_vectors(3, 64, seed=1)
-    assert a.shape == (bench.PER_CLUSTER, 64) and a.dtype == np.float32 and np.array_equal(a, b)
+@pytest.mark.parametrize("kind", ["clustered", "hard"])
+def test_vectors_are_deterministic_unit_and_held_out_draws_are_new(kind):
+    make = bench_ann.GENERATORS[kind]
+    a, b = make(3, 64, seed=1), make(3, 64, seed=1)
+    assert a.shape == (bench_ann.PER_CLUSTER, 64) and a.dtype == np.float32 and np.array_equal(a, b)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
-    other = bench.cluster_vectors(4, 64, seed=1)
-    within = (a[:200] @ a[200:400].T).mean()
-    across = (a[:200] @ other[:200].T).mean()
-    assert within > across, "points of a cluster are closer to each other than to another cluster's"
-    chunks = list(bench.iter_vectors(2500, 64, seed=1, chunk_clusters=2))
-    assert [first for first, _ in chunks] == [0, 2000] and sum(len(v) for _, v in chunks) == 2500
-    np.testing.assert_array_equal(chunks[0][1][1000:2000], bench.cluster_vectors(1, 64, seed=1))
+    held = make(3, 64, seed=1, count=7, draw=1)
+    assert held.shape == (7, 64) and not (np.abs(held[:, None] - a[None]).max(axis=2) < 1e-6).any(), "held-out points are new"
+    other = make(4, 64, seed=1)
+    assert (held @ a.T).mean() > (held @ other.T).mean(), "a held-out point is nearer its own cluster"
+    data = bench_ann.dataset(kind, 2500, 64, seed=1)
+    np.testing.assert_array_equal(data[1000:2000], make(1, 64, seed=1))
+    assert len(data) == 2500
+
+
+def test_the_hard_set_overlaps_and_the_clustered_one_does_not():
+    n, dim = 20_000, 256
+    shares = {}
+    for kind in ("clustered", "hard"):
+        x = bench_ann.dataset(kind, n, dim, 0)
+        queries, clusters = bench_ann.held_out(kind, n, dim, 0, 100)
+        truth = bench_ann.exact_top(x, queries)[0]
+        shares[kind] = bench_ann.difficulty(x, queries, clusters, truth, 0)
+    assert shares["clustered"]["outside_own_cluster"] == 0.0
+    assert shares["hard"]["outside_own_cluster"] > 0.1
+    assert shares["hard"]["relative_contrast"] < shares["clustered"]["relative_contrast"]
 
 
 def test_exact_top_matches_a_full_sort():
-    n, dim = 2500, 32
-    rows, queries = bench.make_queries(n, dim, seed=2, count=7)
-    everything = np.concatenate([v for _, v in bench.iter_vectors(n, dim, seed=2)])
-    expected = np.argsort(-(queries @ everything.T), axis=1)[:, : bench.K]
-    np.testing.assert_array_equal(bench.exact_top(queries, n, dim, seed=2), expected)
-    assert all(r in e for r, e in zip(rows, expected)), "a query is a stored vector plus small noise"
+    x = bench_ann.dataset("clustered", 2500, 32, seed=2)
+    queries = bench_ann.normalise_rows(np.random.default_rng(0).normal(size=(300, 32)))
+    rows, scores = bench_ann.exact_top(x, queries)
+    np.testing.assert_array_equal(rows, np.argsort(-(queries @ x.T), axis=1, kind="stable")[:, : bench_ann.K])
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_tuning_takes_the_smallest_setting_that_reaches_the_goal():
+    truth = np.arange(10)[None].repeat(4, axis=0)
+
+    class Fake(bench_ann.Method):
+        grid = (1, 2, 3, 4)
+
+        def batch(self, queries, param):  # param p finds p + 6 of the 10 true neighbours
+            return np.array([list(range(param + 6)) + [99] * (4 - param) for _ in queries])
+
+    tuned = bench_ann.tune(Fake(None, None), np.zeros((4, 3)), truth)
+    assert tuned["param"] == 4 and tuned["reached"] is True  # 0.7, 0.8, 0.9, 1.0: 4 is the first >= 0.95
+    assert [t["recall_at_10"] for t in tuned["tried"]] == [0.7, 0.8, 0.9, 1.0]
+    Fake.grid = (1, 2)
+    assert bench_ann.tune(Fake(None, None), np.zeros((4, 3)), truth)["reached"] is False
 
 
 @pytest.mark.slow
-def test_quick_benchmark_writes_its_report(tmp_path, capsys, one_thread):
+def test_a_small_benchmark_writes_its_report(tmp_path, capsys, one_thread):
     out = tmp_path / "bench-survey.json"
-    report = bench.main(["--quick", "--out", str(out), "--tmp", str(tmp_path)])
-    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    args = ["--quick", "--n", "12000", "--queries", "40", "--batch", "500", "--rounds", "1", "--skip", "ray",
+            "--out", str(out), "--tmp", str(tmp_path)]  # fmt: skip
+    report = bench.main(args)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
     printed = capsys.readouterr().out
-    assert "goals:" in printed and "recall@10" in printed and "fraction" in printed
+    assert "goals:" in printed and "FAISS IndexHNSWFlat" in printed and "hnswlib" in printed
 
     ingest = report["ingest"]
     assert ingest["ingest"]["sources"] == ingest["files"] == 24 and ingest["ingest"]["failed"] == 0
-    assert ingest["embedding_only"]["per_s"] > 0 and ingest["ingest"]["steady_per_s"] > 0
     assert ingest["fraction"] == pytest.approx(ingest["ingest"]["steady_per_s"] / ingest["embedding_only"]["per_s"])
-    assert ingest["store_bytes_per_source"] > ingest["thumbnail_bytes_mean"] > 0
 
-    search = report["search"]
-    assert search["vectors"] == 20_000 and search["dim"] == 768
-    assert search["flat"]["recall_at_10"] == 1.0, "LanceDB's exact search agrees with the numpy ground truth"
-    assert len(search["settings"]) == len(bench.SETTINGS)
-    for s in search["settings"]:
-        assert 0.0 <= s["recall_at_10"] <= 1.0 and 0 < s["p50_ms"] <= s["p95_ms"] and s["queries"] == 50
-    by = {(s["nprobes"], s["refine_factor"]): s["recall_at_10"] for s in search["settings"]}
-    assert by[(20, 50)] >= by[(20, 1)], "re-ranking more candidates exactly does not lose neighbours"
-    assert search["store_bytes_per_source"] >= 4 * 768, "the store holds at least the float32 vectors"
-    assert report["best_setting"] in (None, *search["settings"])
-    assert report["goals_met"]["search"] == (report["best_setting"] is not None and report["best_setting"]["p95_ms"] <= 20.0)
+    for kind in ("clustered", "hard"):
+        data = report["search"][kind]
+        assert data["vectors"] == 12_000 and set(data["methods"]) == {m.name for m in bench_ann.METHODS}
+        ours = data["methods"][bench.OURS]
+        assert ours["kind"] == "hnsw_sq8" and ours["disk_bytes"] > 12_000 * 768 * 4, "the saved index holds the vectors"
+        assert data["single"]["exact numpy"]["held_out"]["recall_at_10"] == 1.0
+        for name, m in data["methods"].items():
+            held = data["single"][name]["held_out"]
+            assert 0 < held["p50_ms"] <= held["p95_ms"] and m["batch"]["per_s"] > 0 and m["build_s"] >= 0
+            if m["tuning"]["reached"]:
+                tried = [t["recall_at_10"] for t in m["tuning"]["tried"]]
+                assert tried[-1] >= 0.95 and all(r < 0.95 for r in tried[:-1]), "the smallest setting reaching the goal"
+        for cone in data["cones"].values():
+            assert cone["recall_at_10"] == 1.0, "a cone of fewer than CONE_EXACT sources is searched exactly"
+        assert 0 <= data["difficulty"]["outside_own_cluster"] <= 1 and data["difficulty"]["relative_contrast"] > 1
+    goals = report["goals_met"]
+    assert goals["latency_clustered"] is None and goals["neighbours"] is None, "stated at 10^6: not judged at 12,000"
+    assert goals["ray_ratio"] is None and goals["ingest_fraction"] in (True, False)

@@ -1,5 +1,5 @@
 """The ``radioalign`` command (also ``python -m radioalign``): ingest, classify, search, serve,
-and ``store info | errors | export | delete``.
+label, suggest, neighbours, and ``store info | errors | export | delete``.
 
 Each subcommand calls the function of the same name in ``radioalign.survey`` (``search``
 and ``store`` call :class:`radioalign.survey.Survey`); results
@@ -43,6 +43,20 @@ VOTable UCDs pos.eq.ra/pos.eq.dec), in degrees or sexagesimal (RA in hours)."""
 CLASSIFY_EXAMPLE = """examples:
   radioalign classify --store first.lance
   radioalign classify --store first.lance --prompts my_classes.yaml
+  radioalign classify --store first.lance --probe                      # trained on `radioalign label`'s labels
+  radioalign classify --store first.lance --probe --abstain --alpha 0.05
+  radioalign classify --store first.lance --abstain                    # calibrated zero-shot, no probe
+
+Without --probe: zero-shot labels from the prompts (label, probability, p_<class>).
+With --probe: a logistic regression on the labelled sources' vectors, with the prompts'
+zero-shot logits as extra features (--no-prior: the vectors alone, no model loaded), C
+cross-validated once every class has 5 labels; calibrated probabilities and a conformal
+prediction set at --alpha (default 0.1) for every source, with the coverage and mean set
+size measured on the labelled set. --abstain leaves a source unlabelled when its set holds
+more than one class (e.g. FR-I|FR-II) and says how many it left open. With labels of one
+class only (a single label included) or none, the predictions are calibrated zero-shot,
+and the command says so. Exports and search results then carry user_label, predicted,
+prediction_set, predicted_by and cal_p_<class>.
 
 A prompt file is YAML mapping each class to a list of prompts, e.g.
   FR-I: ["an edge-darkened radio galaxy, brightest near the core"]
@@ -64,11 +78,49 @@ RA in hours unless written with d), and a radius in arcsec or with a unit (10arc
 SERVE_EXAMPLE = """examples:
   radioalign serve --store first.lance
   radioalign serve --store first.lance --port 8080 --host 0.0.0.0
+  radioalign serve --store first.lance --hips CDS/P/DSS2/color
 
 Then open http://127.0.0.1:8000/ (or your --host/--port): search by text or by an
-uploaded FITS/PNG/JPEG, and click 'more like this' on any result. The page needs no
-internet. Its JSON API: /api/search?text=...&k=10, /api/search?like=ID, POST /api/search
-(an 'image' file), /api/thumb/ID, /api/info."""
+uploaded FITS/PNG/JPEG, click 'more like this' on any result, download the results as CSV
+or VOTable, or send them to TOPCAT or Aladin over SAMP (their hub on this computer). The
+labelling mode shows the sources worth labelling next: one key or click per class, undo;
+the probe retrains after each batch. The page needs no internet; each result links to
+Aladin Lite on the HiPS survey --hips (default: the store's, else CDS/P/NVSS), SIMBAD, NED
+and the Legacy Survey viewer.
+
+The server is also an IVOA Simple Cone Search service: in TOPCAT, VO > Cone Search with
+the URL http://127.0.0.1:8000/scs? ; in Python, pyvo.dal.SCSService(URL).search(pos, radius).
+Its JSON API: /api/search?text=...&k=10, /api/search?like=ID, POST /api/search (an 'image'
+file), /api/results.csv and /api/results.vot (same query), /api/thumb/ID, /api/info,
+/api/suggest, /api/labels, /api/probe."""
+
+LABEL_EXAMPLE = """examples:
+  radioalign label --store first.lance 3f2a9c0d1e4b5a6c=FR-I J125647+123600=FR-II
+  radioalign label --store first.lance --from classes.csv
+  radioalign label --store first.lance --from vizier.vot --name-col Name --class-col Type --map 1=FR-I --map 2=FR-II
+  radioalign label --store first.lance --remove 3f2a9c0d1e4b5a6c
+  radioalign label --store first.lance --list --format csv > labels.csv
+
+A source is given by its id or its name (a name several sources share: give the id); a
+class is any name without '|' (the prompt set's, e.g. FR-I and FR-II, come first on the
+page). Labelling a source again replaces its class. --from reads CSV, TSV, ECSV, VOTable
+or FITS tables with an id column (id, source_id) or a name column (name, source_name,
+source, object, designation, main_id) and a class column (class, label, classification,
+type, morphology, fr_class); rows that match no source are counted, and a file none of
+whose rows matches is refused. Then `radioalign classify --probe` trains on the labels and
+`radioalign suggest` lists the sources worth labelling next."""
+
+SUGGEST_EXAMPLE = """examples:
+  radioalign suggest --store first.lance --text "bent-tail radio galaxy" -n 20    # before the first label
+  radioalign suggest --store first.lance -n 20
+  radioalign suggest --store first.lance -n 50 --kind entropy --format csv > next.csv
+
+The unlabelled sources worth labelling next, most useful first: those the probe (trained
+on the labels so far, with the prompts' zero-shot logits; calibrated zero-shot while fewer
+than two classes are labelled) is least sure of (margin of its two most probable classes,
+or entropy), with no near-duplicates in one batch. Before any label, --text ranks them by
+closeness to a description instead. priority is the uncertainty (or the cosine to --text);
+best and cal_p_<class> are the probe's. Label them with `radioalign label`."""
 
 
 STORE_EXAMPLE = """examples:
@@ -123,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     _classify_parser(sub)
     _search_parser(sub)
     _serve_parser(sub)
+    _neighbours_parser(sub)
+    _label_parser(sub)
+    _suggest_parser(sub)
     _store_parser(sub)
     return parser
 
@@ -179,6 +234,10 @@ def _classify_parser(sub) -> None:
     p = _sub(sub, "classify", "Label every source zero-shot (FR-I/FR-II, or your own prompt set).", CLASSIFY_EXAMPLE)
     p.add_argument("--prompts", default="fr", metavar="fr|FILE.yaml", help="a built-in prompt set (fr) or a YAML file (default fr)")
     _model_args(p, "default: the store's own")
+    p.add_argument("--probe", action="store_true", help="train a probe on the user labels (radioalign label) and predict every source")
+    p.add_argument("--alpha", type=float, default=None, help="the conformal sets' error level (default 0.1: sets hold the true class 90%% of the time)")
+    p.add_argument("--abstain", action="store_true", help="leave a source unlabelled when its prediction set holds more than one class")
+    p.add_argument("--no-prior", action="store_true", help="with --probe: the vectors alone, no zero-shot prior (no model loaded)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
 
@@ -217,6 +276,64 @@ def _serve_parser(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--prompts", default="fr", metavar="NAME", help="show the labels of this prompt set (default fr)")
+    p.add_argument("--hips", default=None, metavar="ID", help="the HiPS survey of the Aladin Lite links (default: the store's, else CDS/P/NVSS)")
+    _model_args(p, "default: the store's own")
+
+
+NEIGHBOURS_EXAMPLE = """examples:
+  radioalign neighbours --store first.lance -k 10 --out neighbours.parquet
+  radioalign neighbours --store first.lance -k 50 --out nn50.parquet --no-progress
+
+One row per source: id, name, neighbour_ids (best first, the source itself left out) and
+distances (cosine distance, 1 - cos). Interrupted (Ctrl-C, kill -9), the same command
+resumes: finished chunks are kept in OUT.parts/ until the file is complete."""
+
+
+def _neighbours_parser(sub) -> None:
+    p = _sub(sub, "neighbours", "Write the k nearest neighbours of every source to a Parquet file.", NEIGHBOURS_EXAMPLE, False)
+    p.add_argument("-k", type=int, default=10, help="neighbours per source (default 10)")
+    p.add_argument("--out", required=True, metavar="FILE.parquet", help="the Parquet file to write (replaced when it exists)")
+    p.add_argument("--chunk-size", type=int, default=10_000, metavar="N", help="sources per chunk written (default 10000)")
+    p.add_argument("--ef", type=int, default=None, metavar="N", help="HNSW candidates per query (default: the store's search default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the run's summary as JSON on stdout")
+
+
+def _run_neighbours(args) -> int:
+    from .neighbours import neighbours
+
+    if args.k < 1 or args.chunk_size < 1 or (args.ef is not None and args.ef < 1):
+        raise argparse.ArgumentTypeError("-k, --chunk-size and --ef must be positive integers")
+    summary = neighbours(args.store, args.out, k=args.k, chunk_rows=args.chunk_size, ef=args.ef, progress=not args.no_progress)
+    print(summary.line(), file=sys.stderr)
+    if args.json:
+        print(json.dumps(vars(summary)))
+    return 0
+
+
+def _label_parser(sub) -> None:
+    p = _sub(sub, "label", "Label sources by hand or from a catalogue's classes (for `classify --probe`).", LABEL_EXAMPLE, False)
+    p.add_argument("pairs", nargs="*", metavar="ID=CLASS", help="a source (id or name) and its class")
+    p.add_argument("--from", dest="table", metavar="FILE", help="a table of ids or names and classes (CSV, VOTable, FITS ...)")
+    p.add_argument("--id-col", metavar="COLUMN", help="--from's id column (default: id or source_id)")
+    p.add_argument("--name-col", metavar="COLUMN", help="--from's name column (default: name, source_name, ...)")
+    p.add_argument("--class-col", metavar="COLUMN", help="--from's class column (default: class, label, ...)")
+    p.add_argument("--map", action="append", default=[], metavar="VALUE=CLASS", help="rename a class of --from (repeat)")
+    p.add_argument("--remove", nargs="+", default=[], metavar="ID", help="remove the labels of these sources (ids or names)")
+    p.add_argument("--list", action="store_true", help="print every label: id, name, class, who, origin, created_at")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="--list's output format (default table)")
+    p.add_argument("--who", default=None, help="who labels (default: your login name)")
+    p.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
+
+
+def _suggest_parser(sub) -> None:
+    p = _sub(sub, "suggest", "The unlabelled sources worth labelling next (active learning).", SUGGEST_EXAMPLE)
+    p.add_argument("-n", type=int, default=20, help="how many sources (default 20)")
+    p.add_argument("--text", default=None, help="before any label: rank by closeness to this description")
+    p.add_argument("--kind", choices=("margin", "entropy"), default="margin", help="the uncertainty (default margin)")
+    p.add_argument("--prompts", default="fr", metavar="fr|FILE.yaml", help="the zero-shot prior's prompt set (default fr)")
+    p.add_argument("--no-prior", action="store_true", help="no zero-shot prior (needs labels of two classes or --text)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
     _model_args(p, "default: the store's own")
 
 
@@ -269,10 +386,98 @@ def _run_ingest(args) -> int:
 def _run_classify(args) -> int:
     from .zeroshot import classify
 
+    if args.probe or args.abstain or args.alpha is not None:
+        return _run_probe(args)
     summary = classify(args.store, args.prompts, model=args.model, adapter=args.adapter, device=args.device)
     print(summary.line(), file=sys.stderr)
     if args.json:
         print(json.dumps({"prompts": summary.prompts, "labelled": summary.labelled, "counts": summary.counts}))
+    return 0
+
+
+def _run_probe(args) -> int:
+    """``classify --probe`` (or ``--abstain``/``--alpha`` alone: calibrated zero-shot)."""
+    from .api import Survey
+
+    alpha = 0.1 if args.alpha is None else args.alpha
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"--alpha must lie strictly between 0 and 1, not {alpha:g}")
+    if args.no_prior and not args.probe:
+        raise ValueError("--no-prior goes with --probe (calibrated zero-shot needs the prompts)")
+    survey = Survey.open(args.store, model=args.model, adapter=args.adapter, device=args.device, prompts=args.prompts)
+    model = "probe" if args.probe else "zeroshot"
+    summary = survey.classify_probe(model=model, alpha=alpha, abstain=args.abstain, prior=not args.no_prior)
+    if summary.fallback:
+        print(f"{PROG} classify: note: {summary.fallback}", file=sys.stderr)
+    for note in summary.notes:
+        print(f"{PROG} classify: note: {note}", file=sys.stderr)
+    print(f"{PROG} classify: {summary.line()}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({k: None if isinstance(v, float) and v != v else v for k, v in summary.to_dict().items()}))  # NaN: null
+    return 0
+
+
+def _pairs(values: Sequence[str], what: str = "a source and its class as ID=CLASS (e.g. 3f2a9c0d1e4b5a6c=FR-I)") -> dict[str, str]:
+    """``KEY=CLASS`` arguments as ``{key: class}`` (split at the last ``=``: a class has none)."""
+    out = {}
+    for value in values:
+        key, sep, cls = value.rpartition("=")
+        if not sep or not key.strip() or not cls.strip():
+            raise argparse.ArgumentTypeError(f"{value!r}: give {what}")
+        out[key.strip()] = cls.strip()
+    return out
+
+
+def _run_label(args) -> int:
+    from collections import Counter
+
+    from .api import Survey
+
+    asked = [bool(args.pairs), args.table is not None, bool(args.remove), args.list]
+    if sum(asked) != 1:
+        raise argparse.ArgumentTypeError("give ID=CLASS pairs, --from FILE, --remove ID ... or --list (one of them)")
+    survey = Survey.open(args.store)
+    if args.list:
+        return _list_labels(survey, args.format)
+    if args.remove:
+        done = survey.unlabel(args.remove)
+        message = f"{done['removed']} labels removed" + (f" ({done['not_labelled']} of those sources had none)" if done["not_labelled"] else "")
+    elif args.table is not None:
+        summary = survey.import_labels(args.table, id_col=args.id_col, name_col=args.name_col, class_col=args.class_col,
+                                       class_map=_pairs(args.map, "--map VALUE=CLASS"), who=args.who)  # fmt: skip
+        done, message = summary.to_dict(), summary.line()
+    else:
+        done = survey.label(_pairs(args.pairs), who=args.who)
+        message = f"{done['added']} labels added, {done['replaced']} replaced"
+    counts = dict(sorted(Counter(survey.user_labels().values()).items()))
+    total = ", ".join(f"{c}: {n}" for c, n in counts.items()) or "none"
+    print(f"{PROG} label: {message}; {sum(counts.values())} labelled sources ({total})", file=sys.stderr)
+    if args.json:
+        print(json.dumps({**done, "labelled": counts}))
+    return 0
+
+
+def _list_labels(survey, fmt: str) -> int:
+    from .api import Results
+    from .labelling import labelled_sources
+
+    rows = Results(labelled_sources(survey.store), columns=["id", "name", "class", "who", "origin", "created_at"])
+    sys.stdout.write({"table": _table_text, "csv": lambda r: r.to_csv(), "json": lambda r: r.to_json()}[fmt](rows))
+    print(f"{PROG} label: {len(rows)} labelled sources", file=sys.stderr)
+    return 0
+
+
+def _run_suggest(args) -> int:
+    from .api import Survey
+
+    if args.n < 1:
+        raise ValueError(f"-n must be at least 1, not {args.n}")
+    survey = Survey.open(args.store, model=args.model, adapter=args.adapter, device=args.device, prompts=args.prompts)
+    found = survey.suggest(args.n, text=args.text, prior=not args.no_prior, kind=args.kind)
+    sys.stdout.write({"table": _table_text, "csv": lambda r: r.to_csv(), "json": lambda r: r.to_json()}[args.format](found))
+    by = found[0]["by"] if found else None
+    how = {"query": f"closest to {args.text!r}", None: "none left unlabelled"}.get(by, f"{by} uncertainty")
+    print(f"{PROG} suggest: {len(found)} sources to label next ({how})", file=sys.stderr)
     return 0
 
 
@@ -290,7 +495,7 @@ def _run_serve(args) -> int:
     from .serve import serve
 
     serve(args.store, host=args.host, port=args.port, model=args.model, adapter=args.adapter, device=args.device,
-          prompts=args.prompts)  # fmt: skip
+          prompts=args.prompts, hips=args.hips)  # fmt: skip
     return 0
 
 
@@ -348,7 +553,8 @@ def _run_delete(survey, args) -> None:
     print(f"{PROG} store delete: {n} sources deleted, with their labels{note}", file=sys.stderr)
 
 
-_COMMANDS = {"ingest": _run_ingest, "classify": _run_classify, "search": _run_search, "serve": _run_serve, "store": _run_store}
+_COMMANDS = {"ingest": _run_ingest, "classify": _run_classify, "search": _run_search, "serve": _run_serve, "store": _run_store,
+             "label": _run_label, "suggest": _run_suggest, "neighbours": _run_neighbours}  # fmt: skip
 
 
 def _setup_logging(verbosity: int) -> None:

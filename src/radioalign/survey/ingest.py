@@ -545,13 +545,34 @@ def resolve_encoder(store: Store, model=None, adapter=None, **kwargs):
     return load_encoder(model or BASE_MODEL, adapter, **kwargs)
 
 
+def prologue(sources, store, *, catalog=None, mosaics: Sequence = (), catalog_columns: dict | None = None, batch_size: int = 64,
+             retry_failed=None, encoder=None, load=None):  # fmt: skip
+    """What every ingest does first, with or without Ray: check the run's inputs and
+    options (nothing written yet), open the store, resolve the model (``load()`` when no
+    ``encoder`` is given; it may already be running), record it in the store or check it
+    against the store's, and lazily walk the inputs. Returns ``(store, encoder, summary,
+    tasks, retry)``."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    retry = retry_mode(retry_failed)
+    check_inputs(sources, catalog, mosaics, catalog_columns)
+    store = store if isinstance(store, Store) else Store(store)
+    encoder = encoder or load(store)
+    prepare_store(store, encoder)
+    summary = IngestSummary(store=str(store.path))
+    return store, encoder, summary, iter_tasks(sources, catalog, mosaics, catalog_columns), retry
+
+
 def finish(store: Store, summary: IngestSummary, ann_threshold: int, started: float) -> IngestSummary:
     """Compact the store, build its indices, and complete ``summary``."""
     if store.has(SOURCES):
         with store.writing():
             store.optimize()
             store.ensure_id_index()
-            summary.search = store.ensure_vector_index(ann_threshold)
+            store.ensure_vector_index(ann_threshold)  # LanceDB's own IVF-PQ, for readers of the store alone
+        from .ann import ensure_saved
+
+        summary.search = ensure_saved(store)  # the index radioalign's searches use, saved beside the store
     summary.sources_in_store = store.count(SOURCES)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -627,17 +648,18 @@ def ingest(
 
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    retry = retry_mode(retry_failed)
-    check_inputs(sources, catalog, mosaics, catalog_columns)
+    retry_mode(retry_failed)
+    check_inputs(sources, catalog, mosaics, catalog_columns)  # before the workers start
     started = time.perf_counter()
     workers = default_workers() if workers is None else workers
     start_workers_early(workers)
-    store = store if isinstance(store, Store) else Store(store)
-    encoder = encoder or resolve_encoder(store, model, adapter, device=device, dtype=dtype, batch_size=batch_size)
-    prepare_store(store, encoder)
-    summary = IngestSummary(store=str(store.path))
+
+    def load(st):
+        return resolve_encoder(st, model, adapter, device=device, dtype=dtype, batch_size=batch_size)
+
+    store, encoder, summary, tasks, retry = prologue(sources, store, catalog=catalog, mosaics=mosaics, catalog_columns=catalog_columns,
+                                                     batch_size=batch_size, retry_failed=retry_failed, encoder=encoder, load=load)  # fmt: skip
     total = sum(1 for _ in iter_paths(sources)) + (sum(1 for _ in _catalog_rows(catalog, catalog_columns)) if catalog else 0)
-    tasks = iter_tasks(sources, catalog, mosaics, catalog_columns)
     loader = _loader(store, tasks, batch_size, workers, summary, retry)
     with tqdm(total=total, unit="src", desc="ingest", disable=not progress, dynamic_ncols=True) as bar:
         run_batches(store, encoder, loader, summary, bar, optimize_every)

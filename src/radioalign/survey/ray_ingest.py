@@ -34,8 +34,8 @@ import numpy as np
 
 from .images import MIRABEST_SIZE
 from .ingest import (
-    Failure, IngestSummary, Item, Task, TodoBatches, check_inputs, finish, iter_tasks, prepare_store, read_task,
-    resolve_encoder, retry_mode, store_batch,
+    Failure, IngestSummary, Item, Task, TodoBatches, check_inputs, finish, prologue, read_task, resolve_encoder, retry_mode,
+    store_batch,
 )  # fmt: skip
 from .store import DEFAULT_ANN_THRESHOLD, ModelMismatchError, Store
 
@@ -88,8 +88,14 @@ class Embedder:
     batch; ``vector`` (zeros for rows that failed to read) and ``fingerprint`` join it."""
 
     def __init__(self, model: str, adapter: str | None, preprocessing: str, lowercase, dtype: str, batch_size: int):
+        import torch
+
         from .encoder import load_encoder
 
+        if not torch.cuda.is_available():
+            # Ray sets OMP_NUM_THREADS=1 in a 1-CPU worker, so torch would run the model on one
+            # core: a CPU embedder is the only one on its node, and reading is light beside it.
+            torch.set_num_threads(os.cpu_count() or 1)
         self.encoder = load_encoder(model, adapter, dtype=dtype, batch_size=batch_size, preprocessing=preprocessing,
                                     lowercase=lowercase)  # fmt: skip
 
@@ -158,7 +164,10 @@ def pipeline(tasks: Sequence[Task], encoder, batch_size: int, actors: int | None
 
     pool, gpus = embedder_pool(gpus_each)
     ds = ray.data.from_items([{"task": task_json(t)} for t in tasks], override_num_blocks=max(1, len(tasks) // batch_size))
-    ds = ds.map_batches(read_batch, batch_size=batch_size, batch_format="numpy", num_cpus=1)
+    # Half a CPU per read task: reading then stays a task operator beside the embedding actor
+    # (Ray Data fuses a map into the next actor map when their resources agree, and the
+    # actor would then read and embed in turn instead of at once).
+    ds = ds.map_batches(read_batch, batch_size=batch_size, batch_format="numpy", num_cpus=0.5)
     spec = dict(model=encoder.model_id, adapter=encoder.adapter, preprocessing=encoder.preprocessing,
                 lowercase=encoder.lowercase, dtype=encoder.dtype, batch_size=batch_size)  # fmt: skip
     resources = {"num_gpus": gpus} if gpus else {"num_cpus": 1}  # Ray warns when a map asks for both
@@ -206,28 +215,37 @@ def ingest_ray(
     ``"auto"`` or a head node's address. ``actors``: embedding actors (default: one per
     GPU of the cluster, else one). The driver's ``encoder`` (else ``model``/``adapter``,
     else the store's model) names the model the actors load."""
-    from ray.data import DataContext
+    from concurrent.futures import ThreadPoolExecutor
 
     if batch_size < 1 or window < 1:
         raise ValueError("batch_size and window must be >= 1")
-    retry = retry_mode(retry_failed)
+    retry_mode(retry_failed)
     check_inputs(sources, catalog, mosaics, catalog_columns)
     started = time.perf_counter()
     store = store if isinstance(store, Store) else Store(store)
-    encoder = encoder or resolve_encoder(store, model, adapter, device="cpu", dtype=dtype, batch_size=batch_size)
-    prepare_store(store, encoder)
-    summary = IngestSummary(store=str(store.path))
-    tasks = iter_tasks(sources, catalog, mosaics, catalog_columns)
-    with ray_session(address, num_cpus):
-        DataContext.get_current().enable_progress_bars = progress
-        for todo in windows(store, tasks, batch_size, window, summary, retry):
-            for batch in pipeline(todo, encoder, batch_size, actors).iter_batches(batch_size=batch_size, batch_format="numpy"):
-                items, vectors, failures, fingerprints = unpack(batch)
-                if fingerprints - {encoder.fingerprint}:
-                    raise ModelMismatchError(f"a Ray actor loaded {encoder.model_id!r} as another model (fingerprint "
-                                             f"{sorted(fingerprints)[0][:12]}, expected {encoder.fingerprint[:12]})")  # fmt: skip
-                store_batch(store, encoder, items, vectors, failures, summary)
-            with store.writing():
-                store.optimize()  # as the single-process path does every 20,000 sources
-                store.ensure_id_index()
+    with ThreadPoolExecutor(1) as pool:  # the driver's model loads while Ray starts (each takes seconds)
+        loading = None if encoder else pool.submit(resolve_encoder, store, model, adapter, device="cpu", dtype=dtype,
+                                                   batch_size=batch_size)  # fmt: skip
+        with ray_session(address, num_cpus):
+            store, encoder, summary, tasks, retry = prologue(
+                sources, store, catalog=catalog, mosaics=mosaics, catalog_columns=catalog_columns, batch_size=batch_size,
+                retry_failed=retry_failed, encoder=encoder, load=lambda _: loading.result())  # fmt: skip
+            run_windows(store, encoder, tasks, summary, retry, batch_size, window, actors, progress)
     return finish(store, summary, ann_threshold, started)
+
+
+def run_windows(store: Store, encoder, tasks, summary: IngestSummary, retry, batch_size: int, window: int, actors, progress: bool):
+    """Every window of tasks through the Ray pipeline, each embedded batch written by the driver."""
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = progress
+    for todo in windows(store, tasks, batch_size, window, summary, retry):
+        for batch in pipeline(todo, encoder, batch_size, actors).iter_batches(batch_size=batch_size, batch_format="numpy"):
+            items, vectors, failures, fingerprints = unpack(batch)
+            if fingerprints - {encoder.fingerprint}:
+                raise ModelMismatchError(f"a Ray actor loaded {encoder.model_id!r} as another model (fingerprint "
+                                         f"{sorted(fingerprints)[0][:12]}, expected {encoder.fingerprint[:12]})")  # fmt: skip
+            store_batch(store, encoder, items, vectors, failures, summary)
+        with store.writing():
+            store.optimize()  # as the single-process path does every 20,000 sources
+            store.ensure_id_index()

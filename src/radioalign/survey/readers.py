@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

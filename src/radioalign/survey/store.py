@@ -26,7 +26,8 @@ store's lock (:meth:`Store.writing`, an ``flock`` that the kernel releases when 
 writer dies, so a killed ingest never leaves it stuck) around each check-and-write, so
 two ingests into one store never store a source twice; readers take no lock (Lance
 reads a committed version). Above ``ann_threshold``
-rows the vector column gets an IVF-PQ index (cosine); below, search is exact.
+rows the vector column gets LanceDB's IVF-PQ index (cosine), for readers of the store
+alone; radioalign's own searches go through the index of :mod:`.ann`, kept beside the store.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from ..metrics.arrays import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -412,9 +415,7 @@ def open_store(path: str | os.PathLike, *, must_exist: bool = False) -> Store:
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
+    return l2_normalize(vectors, dtype=np.float32, zero_rows="keep")
 
 
 def meta_json(value) -> str:
