@@ -90,7 +90,7 @@ def test_store_info_as_text_and_json(ingested, capsys):
     info = json.loads(out)
     assert (info["sources"], info["errors"], info["labels"]) == (9, len(ingested["bad"]), {"fr": 9})
     assert info["model"] == "tiny" and info["adapter"] is None and info["dim"] == len(next(iter(store_rows(ingested["store"]).values()))["vector"])
-    assert info["index"] == {"kind": "exact", "unindexed_rows": 0, "up_to_date": True}
+    assert info["index"] == {"kind": "exact", "unindexed_rows": 0, "up_to_date": True, "lancedb_index": None}
     assert info["recipe"] == "mirabest-v2" and info["size_bytes"] > 0 and len(info["fingerprint"]) == 64
     assert info["first_ingest"] <= info["last_ingest"] and info["first_ingest"].startswith("20")
 
@@ -512,3 +512,15 @@ def test_sources_within_a_cone_by_position_alone(tmp_path):
     assert table["distance"].unit == "deg" and table["distance"].meta["ucd"] == "pos.angDistance"
     capped = survey.within(cone, limit=1, labels=False)
     assert [r["id"] for r in capped] == [inside[0][1]] and capped.infos["QUERY_STATUS"] == "OVERFLOW" and "label" not in capped.columns
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs(ingested, tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in readme.split("```python\n")[1:] if "Survey.open" in b).split("```")[0]
+    shutil.copytree(ingested["store"], tmp_path / "survey.lance")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert len(scope["table"]) == len(scope["hits"]) and {"ra", "dec", "score"} <= set(scope["table"].colnames)
+    assert (tmp_path / "survey.parquet").exists() and scope["survey"].info()["sources"] == 9

@@ -100,3 +100,17 @@ def test_a_small_benchmark_writes_its_report(tmp_path, capsys, one_thread):
     goals = report["goals_met"]
     assert goals["latency_clustered"] is None and goals["neighbours"] is None, "stated at 10^6: not judged at 12,000"
     assert goals["ray_ratio"] is None and goals["ingest_fraction"] in (True, False)
+
+
+@pytest.mark.slow
+def test_methods_can_be_chosen_and_neighbours_run_on_the_searched_store(tmp_path, capsys, one_thread):
+    out = tmp_path / "bench-survey.json"
+    args = ["--n", "10500", "--queries", "20", "--batch", "200", "--rounds", "1", "--data", "hard", "--skip", "ingest", "ray",
+            "--methods", "exact", "--out", str(out), "--tmp", str(tmp_path)]  # fmt: skip
+    report = bench.main(args)
+    data = report["search"]["hard"]
+    assert set(data["methods"]) == {bench.OURS, "exact numpy"} and "p95_ratio_vs_faiss_hnsw" not in data
+    assert report["goals_met"]["latency_hard"] is None, "no FAISS HNSW anchor in this run"
+    nb = report["neighbours_all"]
+    assert nb["sources"] == 10_500 and nb["data"] == "hard" and nb["kind"] == "hnsw_sq8" and nb["seconds"] > 0
+    assert "neighbours of all 10,500 sources" in capsys.readouterr().out

@@ -170,12 +170,14 @@ def test_small_changes_are_saved_without_a_rebuild(tmp_path):
     path = tmp_path / "s"
     store, content = make_store(path, 300)
     ann.ensure_saved(store, exact_below=GRAPH)
+    assert ann.saved_state(store, GRAPH) == {"kind": "hnsw_sq8", "unindexed_rows": 0, "up_to_date": True}
     built = (path / ann.DIRNAME / "graph.faiss").stat().st_mtime_ns
     writer = Store(path)
     rng = np.random.default_rng(6)
     extra = [source_id(f"few#{i}") for i in range(7)]
     vectors = normalise(rng.normal(size=(7, DIM)))
     writer.add_sources(rows_of(extra, vectors, [110.0] * 7, [0.0] * 7), DIM)
+    assert ann.saved_state(store, GRAPH) == {"kind": "hnsw_sq8", "unindexed_rows": 7, "up_to_date": False}, "store info sees it"
     content.update({i: (v, 110.0, 0.0) for i, v in zip(extra, vectors)})
     gone = sorted(content)[:4]
     writer.delete_sources(gone)
@@ -184,6 +186,7 @@ def test_small_changes_are_saved_without_a_rebuild(tmp_path):
     assert ann.ensure_saved(store, exact_below=GRAPH) == "hnsw_sq8"
     manifest = json.loads((path / ann.DIRNAME / "manifest.json").read_text())
     assert manifest["rows"] == 307 and manifest["live"] == 303 and manifest["version"] == writer.table(SOURCES).version
+    assert ann.saved_state(store, GRAPH)["up_to_date"]
     assert (path / ann.DIRNAME / "vectors.f32").stat().st_size == 307 * DIM * 4
     loaded = ann.load(store)
     assert loaded is not None and loaded.graph.ntotal == 307 and (~loaded.alive).sum() == 4, "the additions were appended"
@@ -191,6 +194,17 @@ def test_small_changes_are_saved_without_a_rebuild(tmp_path):
     for query in (vectors[0], *normalise(rng.normal(size=(3, DIM)))):
         check(store, content, query, 10)
     assert (path / ann.DIRNAME / "graph.faiss").stat().st_mtime_ns != built
+
+
+def test_the_vector_file_reads_rows_as_a_memory_map_would(tmp_path):
+    x = np.random.default_rng(2).normal(size=(50, DIM)).astype(np.float32)
+    (tmp_path / "v.f32").write_bytes(x.tobytes())
+    vf = ann.VectorFile(tmp_path / "v.f32", 50, DIM)
+    for labels in ([3], [7, 8, 9, 2, 40, 41], np.arange(50), [], [49, 0, 0]):
+        np.testing.assert_array_equal(vf[labels], x[np.asarray(labels, np.int64)].reshape(-1, DIM))
+    np.testing.assert_array_equal(vf[10:20], x[10:20])
+    with pytest.raises(ValueError, match="fewer than 51"):
+        ann.VectorFile(tmp_path / "v.f32", 51, DIM)
 
 
 def test_the_graph_walk_alone_finds_the_exact_neighbours_on_a_small_store(tmp_path):

@@ -6,8 +6,8 @@ at 10^4 x 768 on one core). From ``EXACT_BELOW`` on, a FAISS ``IndexHNSWSQ`` (HN
 ``M`` 32, over 8-bit scalar-quantised vectors: 768 bytes per 768-d vector and some 260 of
 graph links; the saved graph took 1.0 KB per source at 10^5) proposes ``max(ef, REFINE * k)``
 candidates, which are re-scored exactly on their float32 vectors, read from
-``vectors.f32``, a memory-mapped copy beside the index (only the pages touched are
-resident). Chosen by ``make bench-survey``: at 10^5 the HNSW graphs (FAISS, hnswlib)
+``vectors.f32``, a copy beside the index, with ``pread`` (:class:`VectorFile`: the vectors
+stay in the page cache, not in the process). Chosen by ``make bench-survey``: at 10^5 the HNSW graphs (FAISS, hnswlib)
 answered at recall@10 >= 0.95 on both data sets with p95 under 0.5 ms, where IVF-PQ with
 exact refinement needed 16 of its lists on the hard set; of the two, FAISS puts 8-bit codes
 under the graph (hnswlib keeps float32: 3.2 KB per source), which is what holds 10^6
@@ -107,6 +107,46 @@ def vectors_of(table, ids: list[str], dim: int) -> dict[bytes, np.ndarray]:
     return found
 
 
+class VectorFile:
+    """The rows of a float32 ``n x dim`` file, read on demand with ``pread`` (a run of
+    consecutive labels in one call). The vectors stay in the kernel's page cache, shared and
+    reclaimable, and out of this process's resident memory: a memory map would count every
+    page a query touched (with the kernel's fault-around, some 64 KB per 3 KB row) as this
+    process's, growing with each query towards the whole file (3 GB at 10^6 sources)."""
+
+    def __init__(self, path: Path, rows: int, dim: int):
+        self.path, self.shape, self.dtype = Path(path), (rows, dim), np.dtype(np.float32)
+        self._file = open(path, "rb")  # kept open: a file replaced or removed later still reads
+        self._row = dim * 4
+        if os.fstat(self._file.fileno()).st_size < rows * self._row:
+            raise ValueError(f"{path} holds fewer than {rows} vectors")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, labels) -> np.ndarray:
+        labels = np.arange(len(self))[labels] if isinstance(labels, slice) else np.asarray(labels, np.int64).ravel()
+        out = np.empty((len(labels), self.shape[1]), np.float32)
+        if not len(labels):
+            return out
+        breaks = np.flatnonzero(np.diff(labels) != 1) + 1
+        for start, end in zip(np.r_[0, breaks], np.r_[breaks, len(labels)]):
+            size = int(end - start) * self._row
+            data = os.pread(self._file.fileno(), size, int(labels[start]) * self._row)
+            if len(data) != size:
+                raise OSError(f"{self.path} was cut short: the index must be built again")
+            out[start:end] = np.frombuffer(data, np.float32).reshape(-1, self.shape[1])
+        return out
+
+
+def vector_file(path: Path, rows: int, dim: int):
+    """Stored vectors read on demand (:class:`VectorFile`); a memory map where the
+    platform has no ``pread`` (Windows)."""
+    if hasattr(os, "pread"):
+        return VectorFile(path, rows, dim)
+    return np.memmap(path, np.float32, "r", shape=(rows, dim))
+
+
 def copy_vectors(table, path: Path | None, dim: int):
     """Every row's ``id, name, ra, dec, source`` and vector, in the table's order: the
     vectors into ``path`` (float32, ``n x dim``) when given, else into memory."""
@@ -174,7 +214,7 @@ class VectorIndex:
         self.path, self.dim, self.version, self.fingerprint = path, dim, version, fingerprint
         self.graph = graph
         self._set_meta(meta)
-        self.base = vectors  # ndarray or memmap
+        self.base = vectors  # ndarray, VectorFile or memmap
         self.extra = np.zeros((0, dim), np.float32)  # sources added since the graph was built
         self.alive = np.ones(len(self.ids), bool)
         self._selector = None
@@ -197,7 +237,7 @@ class VectorIndex:
         return int(self.alive.sum())
 
     def vectors(self, labels: np.ndarray) -> np.ndarray:
-        """The float32 vectors of ``labels`` (from memory, the memory map, or the additions)."""
+        """The float32 vectors of ``labels`` (from memory, the vector file, or the additions)."""
         labels = np.asarray(labels, np.int64)
         n = len(self.base)
         if labels.max(initial=-1) < n:
@@ -342,7 +382,7 @@ def build(store: Store, exact_below: int = EXACT_BELOW, persist: bool = True) ->
     log.info("built the HNSW index of %d vectors in %.1f s", len(meta), time.perf_counter() - started)
     index = VectorIndex(folder, dim, version, meta, vectors, graph, fingerprint)
     if persist and save(index, tmp):
-        index.base = np.memmap(folder / "vectors.f32", np.float32, "r", shape=(len(meta), dim))
+        index.base = vector_file(folder / "vectors.f32", len(meta), dim)
     return index  # unsaved, ``base`` maps the temporary file: its pages stay mapped after it is removed
 
 
@@ -442,7 +482,7 @@ def load(store: Store) -> VectorIndex | None:
         meta = feather.read_table(str(folder / "meta.arrow"), memory_map=True)
         dim, rows = int(manifest["dim"]), int(manifest["rows"])
         graph = faiss.read_index(str(folder / "graph.faiss"))
-        vectors = np.memmap(folder / "vectors.f32", np.float32, "r", shape=(rows, dim))
+        vectors = vector_file(folder / "vectors.f32", rows, dim)
     except (OSError, ValueError, KeyError, RuntimeError) as err:  # RuntimeError: FAISS on a damaged file
         log.info("no usable index at %s (%s)", folder, err)
         return None
@@ -580,6 +620,25 @@ def forget(store: Store) -> None:
     """Drop this process's index of ``store`` (its memory; the saved copy stays)."""
     with _LIVE_LOCK:
         _LIVE.pop(str(Path(store.path).resolve()), None)
+
+
+def saved_state(store: Store, exact_below: int = EXACT_BELOW) -> dict:
+    """The search index as ``store info`` reports it, from the saved manifest (nothing is
+    loaded): ``kind`` (``exact`` below ``exact_below`` sources, else ``hnsw_sq8``), the
+    sources it does not hold yet and whether it is up to date with the store's version. A
+    query never waits on this: a stale index is brought up to date at the next query."""
+    n = store.count(SOURCES) if store.has(SOURCES) else 0
+    if n < exact_below:
+        return {"kind": "exact", "unindexed_rows": 0, "up_to_date": True}
+    try:
+        manifest = json.loads((Path(store.path) / DIRNAME / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    if manifest.get("format") != FORMAT or manifest.get("fingerprint") != store.meta().get("fingerprint", ""):
+        return {"kind": "hnsw_sq8", "unindexed_rows": n, "up_to_date": False}
+    current = manifest.get("version") == store.db.open_table(SOURCES).version
+    live = int(manifest.get("live", manifest.get("rows", 0)))
+    return {"kind": "hnsw_sq8", "unindexed_rows": 0 if current else max(0, n - live), "up_to_date": current}
 
 
 def ensure_saved(store: Store, exact_below: int = EXACT_BELOW) -> str:

@@ -544,16 +544,17 @@ def label_classes(store: Store, prompts: str) -> list[str]:
 
 
 def index_state(store: Store) -> dict:
-    """The vector index: ``kind`` (``ivf_pq`` ..., or ``exact`` without one), the rows
-    not yet in it and whether it is up to date (``radioalign ingest`` folds new rows in)."""
+    """The search index (:func:`.ann.saved_state`: ``kind``, ``unindexed_rows``,
+    ``up_to_date``) and, as ``lancedb_index``, LanceDB's own vector index (``ivf_pq``,
+    kept for readers of the store alone) or None."""
+    from . import ann
+
+    state, lance = ann.saved_state(store), None
     if store.has(SOURCES):
-        table = store.table(SOURCES)
-        for index in table.list_indices():
+        for index in store.table(SOURCES).list_indices():
             if "vector" in index.columns:
-                unindexed = int(table.index_stats(index.name).num_unindexed_rows)
-                kind = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", index.index_type).lower()
-                return {"kind": kind, "unindexed_rows": unindexed, "up_to_date": unindexed == 0}
-    return {"kind": "exact", "unindexed_rows": 0, "up_to_date": True}
+                lance = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", index.index_type).lower()
+    return {**state, "lancedb_index": lance}
 
 
 def disk_size(path: Path) -> int:

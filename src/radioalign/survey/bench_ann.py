@@ -359,11 +359,14 @@ class Radioalign(Method):
 
 
 METHODS = (Radioalign, FaissHNSW, FaissIVFPQ, Hnswlib, Exact)
+# Short names for ``--methods``; radioalign's own path always runs (the cones and the
+# neighbours go through it).
+METHOD_KEYS = {"faiss-hnsw": FaissHNSW, "faiss-ivfpq": FaissIVFPQ, "hnswlib": Hnswlib, "exact": Exact}
 
 
 def resident_in_fresh_process(store: Path, queries: np.ndarray) -> int:
     """The resident memory that loading the store's index and answering ``queries`` adds
-    to a new Python process (the memory-mapped vectors' touched pages included)."""
+    to a new Python process (the vectors' file is read with pread, into the page cache, not the process)."""
     import subprocess
     import sys
 
@@ -452,15 +455,28 @@ def cone_queries(method: Radioalign, queries: np.ndarray, seed: int, per_radius:
     return out
 
 
-def bench_dataset(kind: str, n: int, dim: int, queries: int, batch: int, rounds: int, seed: int, tmp: Path) -> dict:
-    """Every method on one data set: build, tune, time, batch, cones (see the module)."""
+def neighbours_of_all(method: Radioalign, folder: Path) -> dict:
+    """``radioalign neighbours`` (k = 10) over every source of the method's store, its
+    index already saved and loaded, as after an ingest."""
+    from .neighbours import neighbours
+
+    start = time.perf_counter()
+    summary = neighbours(method.store, folder / "nn.parquet", k=K, progress=False)
+    return {"sources": summary.sources, "seconds": time.perf_counter() - start, "kind": summary.kind}
+
+
+def bench_dataset(kind: str, n: int, dim: int, queries: int, batch: int, rounds: int, seed: int, tmp: Path,
+                  others=tuple(METHOD_KEYS), neighbours: bool = False) -> dict:  # fmt: skip
+    """radioalign and the ``others`` (keys of :data:`METHOD_KEYS`) on one data set: build,
+    tune, time, batch, cones (see the module); with ``neighbours``, the neighbours of every
+    stored source through radioalign's saved index (``radioalign neighbours``)."""
     x = dataset(kind, n, dim, seed)
     held, clusters = held_out(kind, n, dim, seed, queries)
     drawn = np.sort(np.random.default_rng([seed, 9]).choice(n, size=queries, replace=False))
     sets = {"held_out": (held, exact_top(x, held)[0]), "store_drawn": (x[drawn], exact_top(x, x[drawn])[0])}
     methods, report = [], {"vectors": n, "dim": dim, "difficulty": difficulty(x, held, clusters, sets["held_out"][1], seed)}
     folder = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=tmp))
-    for make in METHODS:
+    for make in (Radioalign, *(METHOD_KEYS[key] for key in others)):
         method = make(x, folder)
         method.build()
         methods.append(method)
@@ -474,6 +490,8 @@ def bench_dataset(kind: str, n: int, dim: int, queries: int, batch: int, rounds:
                                   "batch": batch_rate(m, batch_queries if not isinstance(m, Exact) else batch_queries[: max(1, batch // 10)], params[m.name])}
                          for m in methods}  # fmt: skip
     report["cones"] = cone_queries(methods[0], held, seed)
+    if neighbours:
+        report["neighbours_all"] = neighbours_of_all(methods[0], folder)
     from . import ann
 
     ann.forget(methods[0].store)

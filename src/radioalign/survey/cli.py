@@ -502,7 +502,7 @@ def _run_serve(args) -> int:
 def _info_text(info: dict) -> str:
     """``store info`` as aligned ``key  value`` lines."""
     index = info["index"]
-    state = "up to date" if index["up_to_date"] else f"{index['unindexed_rows']} sources not yet indexed (the next ingest adds them)"
+    state = "up to date" if index["up_to_date"] else f"{index['unindexed_rows']} sources not in the saved index (the next query or ingest adds them)"
     labels = ", ".join(f"{name}: {n}" for name, n in info["labels"].items()) or "none (run `radioalign classify`)"
     rows = [
         ("store", info["store"]), ("sources", info["sources"]), ("errors", info["errors"]), ("labels", labels),
