@@ -67,7 +67,7 @@ bench: $(STAMP)
 
 .PHONY: bench-survey
 bench-survey: $(STAMP)
-	$(BIN)/python -m radioalign.survey.bench
+	$(BIN)/python -m radioalign.survey.bench $(BENCH_ARGS)
 
 download: $(STAMP)
 	$(BIN)/python -m radioalign.tools.pipeline --download --profile $(PROFILE)
