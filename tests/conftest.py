@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 # Before any Hugging Face import: tests never touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -200,3 +201,27 @@ def smoke_study(request, tmp_path_factory) -> SmokeStudy:
     study.results = results_dir(get_profile("smoke"))
     study.written = [study.results, paths.data_dir(), paths.cache_dir()]
     return study
+
+
+# ---------------------------------------------------------------------------
+# A headless Chromium for the pages' tests (Debian's package, driven by Playwright)
+
+
+def chromium_path() -> str:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.skip("no Chromium installed (Debian: apt-get install chromium): the browser test is skipped")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    executable = chromium_path()
+    with sync_api.sync_playwright() as p:
+        try:
+            chromium = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        except Exception as err:  # noqa: BLE001 - any launch failure means: no usable browser here
+            pytest.skip(f"Playwright cannot launch {executable}: {err}")
+        yield chromium
+        chromium.close()

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
-import time
-import urllib.error
 
 import numpy as np
 import pytest
@@ -152,50 +148,16 @@ def live(tmp_path_factory, env):
     pytest.importorskip("reproject")
     pytest.importorskip("uvicorn")
     from test_survey_cli import radioalign, write_good_files
-    from test_survey_serve import free_port, get_json
+    from test_survey_serve import serving
 
     home = tmp_path_factory.mktemp("labelpage")
     names = write_good_files(home / "cutouts", 12)
     store = home / "store"
     radioalign(env, "ingest", home / "cutouts", "--store", store, "--model", "tiny", "--workers", "0", "--no-progress")
-    port = free_port()
-    log = open(home / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "radioalign", "serve", "--store", str(store), "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                get_json(f"{base}/api/info")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the server did not start:\n{(home / 'serve.log').read_text()[-3000:]}")
-                time.sleep(0.3)
+    with serving(store, home, env) as (base, _, _):
         yield {"base": base, "store": store, "names": names}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from test_survey_serve import chromium_path
-
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    executable = chromium_path()
-    with sync_api.sync_playwright() as p:
-        try:
-            chromium = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
-        except Exception as err:  # noqa: BLE001 - any launch failure means: no usable browser here
-            pytest.skip(f"Playwright cannot launch {executable}: {err}")
-        yield chromium
-        chromium.close()
 
 
 def text_of(page, selector: str) -> str:

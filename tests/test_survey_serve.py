@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import socket
 import struct
 import subprocess
@@ -120,13 +119,14 @@ def get_json(url: str):
     return json.loads(get(url)[1])
 
 
-@pytest.fixture(scope="module")
-def server(readme_run, env):
-    """`radioalign serve` on a free port, until the module's tests are done."""
+@contextlib.contextmanager
+def serving(store, home: Path, env: dict):
+    """`radioalign serve` on ``store`` at a free port until the block ends: ``(base URL,
+    the /api/info answer, the process)``; its log goes to ``home/serve.log``."""
     port = free_port()
-    log = open(readme_run["home"] / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "radioalign", "serve", "--store", str(readme_run["store"]), "--port",
-                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    log = open(home / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "radioalign", "serve", "--store", str(store), "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -136,9 +136,9 @@ def server(readme_run, env):
                 break
             except (urllib.error.URLError, ConnectionError):
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the server did not start:\n{(readme_run['home'] / 'serve.log').read_text()[-3000:]}")
+                    raise AssertionError(f"the server did not start:\n{(home / 'serve.log').read_text()[-3000:]}")
                 time.sleep(0.3)
-        yield {"base": base, "info": info, "pid": proc.pid, "env": env, **readme_run}
+        yield base, info, proc
     finally:
         proc.terminate()
         try:
@@ -146,6 +146,13 @@ def server(readme_run, env):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(readme_run, env):
+    """`radioalign serve` on a free port, until the module's tests are done."""
+    with serving(readme_run["store"], readme_run["home"], env) as (base, info, proc):
+        yield {"base": base, "info": info, "pid": proc.pid, "env": env, **readme_run}
 
 
 def test_api_search_by_text_and_like_returns_labelled_records(server):
@@ -447,26 +454,6 @@ def test_store_failures_and_crashes_answer_a_generic_sentence():
 
 # ---------------------------------------------------------------------------
 # The page in a real browser
-
-
-def chromium_path() -> str:
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    pytest.skip("no Chromium installed (Debian: apt-get install chromium): the browser test is skipped")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    executable = chromium_path()
-    with sync_api.sync_playwright() as p:
-        try:
-            chromium = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
-        except Exception as err:  # noqa: BLE001 - any launch failure means: no usable browser here
-            pytest.skip(f"Playwright cannot launch {executable}: {err}")
-        yield chromium
-        chromium.close()
 
 
 def card_names(page) -> list[str]:

@@ -47,10 +47,12 @@ import os
 import shutil
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
 
+from ..metrics.arrays import l2_normalize
 from .store import SOURCES, Store
 
 log = logging.getLogger(__name__)
@@ -116,9 +118,10 @@ class VectorFile:
 
     def __init__(self, path: Path, rows: int, dim: int):
         self.path, self.shape, self.dtype = Path(path), (rows, dim), np.dtype(np.float32)
-        self._file = open(path, "rb")  # kept open: a file replaced or removed later still reads
+        self._fd = os.open(path, os.O_RDONLY)  # kept open: a file replaced or removed later still reads
+        weakref.finalize(self, os.close, self._fd)
         self._row = dim * 4
-        if os.fstat(self._file.fileno()).st_size < rows * self._row:
+        if os.fstat(self._fd).st_size < rows * self._row:
             raise ValueError(f"{path} holds fewer than {rows} vectors")
 
     def __len__(self) -> int:
@@ -132,7 +135,7 @@ class VectorFile:
         breaks = np.flatnonzero(np.diff(labels) != 1) + 1
         for start, end in zip(np.r_[0, breaks], np.r_[breaks, len(labels)]):
             size = int(end - start) * self._row
-            data = os.pread(self._file.fileno(), size, int(labels[start]) * self._row)
+            data = os.pread(self._fd, size, int(labels[start]) * self._row)
             if len(data) != size:
                 raise OSError(f"{self.path} was cut short: the index must be built again")
             out[start:end] = np.frombuffer(data, np.float32).reshape(-1, self.shape[1])
@@ -195,9 +198,7 @@ def top_with_ties(scores: np.ndarray, k: int) -> np.ndarray:
 
 def unit(vector: np.ndarray) -> np.ndarray:
     """The query as a float64 unit vector (zero stays zero): scores are cosines."""
-    v = np.asarray(vector, np.float64).ravel()
-    norm = np.linalg.norm(v)
-    return v / norm if norm > 0 else v
+    return l2_normalize(np.ravel(vector), zero_rows="keep")[0]
 
 
 # ---------------------------------------------------------------------------
@@ -468,6 +469,19 @@ def save_additions(index: VectorIndex) -> None:
     save_positions(index)
 
 
+def usable_manifest(store: Store) -> dict | None:
+    """The saved index's manifest, or None when there is none, it cannot be read, or it
+    was made for another format or model."""
+    try:
+        manifest = json.loads((Path(store.path) / DIRNAME / "manifest.json").read_text())
+    except (OSError, ValueError) as err:
+        log.info("no usable index manifest in %s (%s)", store.path, err)
+        return None
+    if manifest.get("format") != FORMAT or manifest.get("fingerprint") != store.meta().get("fingerprint", ""):
+        return None
+    return manifest
+
+
 def load(store: Store) -> VectorIndex | None:
     """The index saved beside the store, as built (None when absent, unreadable, or made
     for another format, dimension or model); :func:`sync` brings it up to date."""
@@ -475,10 +489,10 @@ def load(store: Store) -> VectorIndex | None:
     import pyarrow.feather as feather
 
     folder = Path(store.path) / DIRNAME
+    manifest = usable_manifest(store)
+    if manifest is None:
+        return None
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if manifest.get("format") != FORMAT or manifest.get("fingerprint") != store.meta().get("fingerprint", ""):
-            return None
         meta = feather.read_table(str(folder / "meta.arrow"), memory_map=True)
         dim, rows = int(manifest["dim"]), int(manifest["rows"])
         graph = faiss.read_index(str(folder / "graph.faiss"))
@@ -630,11 +644,8 @@ def saved_state(store: Store, exact_below: int = EXACT_BELOW) -> dict:
     n = store.count(SOURCES) if store.has(SOURCES) else 0
     if n < exact_below:
         return {"kind": "exact", "unindexed_rows": 0, "up_to_date": True}
-    try:
-        manifest = json.loads((Path(store.path) / DIRNAME / "manifest.json").read_text())
-    except (OSError, ValueError):
-        manifest = {}
-    if manifest.get("format") != FORMAT or manifest.get("fingerprint") != store.meta().get("fingerprint", ""):
+    manifest = usable_manifest(store)
+    if manifest is None:
         return {"kind": "hnsw_sq8", "unindexed_rows": n, "up_to_date": False}
     current = manifest.get("version") == store.db.open_table(SOURCES).version
     live = int(manifest.get("live", manifest.get("rows", 0)))

@@ -345,15 +345,10 @@ def zero_shot_prior(store: Store | str | os.PathLike, prompts: str | os.PathLike
                     adapter=None, device=None) -> Prior:  # fmt: skip
     """The :class:`Prior` of a prompt set (built in, or a YAML file) under the store's model
     (loaded unless ``encoder`` is given; it must match the store)."""
-    from .encoder import encoder_for_store
-    from .zeroshot import class_vectors, load_prompts
+    from .zeroshot import class_prototypes
 
     store = store if isinstance(store, Store) else open_store(store, must_exist=True)
-    name, prompt_set = load_prompts(prompts)
-    encoder = encoder or encoder_for_store(store.meta(), model, adapter, device=device)
-    store.check_model(encoder.fingerprint, "prior")
-    classes, vectors = class_vectors(encoder, prompt_set)
-    scale, bias = encoder.logit_scale_bias()
+    name, classes, vectors, scale, bias = class_prototypes(store, prompts, encoder, model, adapter, device, "prior")
     return Prior(classes, vectors, scale, bias, name)
 
 

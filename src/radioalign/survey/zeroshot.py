@@ -145,6 +145,20 @@ def label_rows(ids, probs: np.ndarray, classes: list[str], prompts_name: str) ->
     ]
 
 
+def class_prototypes(store: Store, prompts, encoder=None, model=None, adapter=None, device=None, purpose: str = "classification"):
+    """``(name, classes, class vectors, logit scale, logit bias)`` of a prompt set (built in,
+    or a YAML file) under ``encoder``, else the store's own model (or ``model``/``adapter``);
+    the model must be the store's (``purpose`` names the work in the error)."""
+    from .encoder import encoder_for_store
+
+    name, prompt_set = load_prompts(prompts)
+    encoder = encoder or encoder_for_store(store.meta(), model, adapter, device=device)
+    store.check_model(encoder.fingerprint, purpose)
+    classes, vectors = class_vectors(encoder, prompt_set)
+    scale, bias = encoder.logit_scale_bias()
+    return name, classes, vectors, scale, bias
+
+
 def classify(
     store: str | os.PathLike | Store,
     prompts: str | os.PathLike = "fr",
@@ -158,14 +172,8 @@ def classify(
     """Label every source of ``store`` with the classes of ``prompts`` and write the labels
     table (replacing earlier labels from the same prompt set). The model is the store's
     own unless ``encoder``/``model``/``adapter`` say otherwise, and must match it."""
-    from .encoder import encoder_for_store
-
     store = store if isinstance(store, Store) else open_store(store, must_exist=True)
-    name, prompt_set = load_prompts(prompts)
-    encoder = encoder or encoder_for_store(store.meta(), model, adapter, device=device)
-    store.check_model(encoder.fingerprint, "classification")
-    classes, vectors = class_vectors(encoder, prompt_set)
-    scale, bias = encoder.logit_scale_bias()
+    name, classes, vectors, scale, bias = class_prototypes(store, prompts, encoder, model, adapter, device, "classification")
     summary = ClassifySummary(prompts=name, classes=classes)
 
     def batches():
